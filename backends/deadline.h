@@ -1,0 +1,71 @@
+// Time bookkeeping shared by the backends: EINTR retries wait only for what
+// is left of the caller's timeout (spec C17), never the whole timeout again.
+#ifndef ASYNCOREPP_BACKENDS_DEADLINE_H_
+#define ASYNCOREPP_BACKENDS_DEADLINE_H_
+
+#include <sys/time.h>
+#include <time.h>
+
+#include <chrono>
+#include <climits>
+
+#include "backends/backend.h"
+
+namespace asyncore::internal {
+
+class Deadline {
+ public:
+  explicit Deadline(Timeout timeout)
+      : forever_(!timeout.has_value()),
+        end_(forever_ ? Clock::time_point::max()
+                      : Clock::now() + clamp(*timeout)) {}
+
+  // What is left, never negative; nullopt when waiting forever.
+  Timeout remaining() const {
+    if (forever_) return std::nullopt;
+    auto left = end_ - Clock::now();
+    return left.count() > 0 ? std::chrono::nanoseconds(left)
+                            : std::chrono::nanoseconds(0);
+  }
+
+  // poll(2)/epoll_wait(2) argument: -1 forever, else whole milliseconds,
+  // truncated as Python's poll2() does (spec D5).
+  static int to_millis(Timeout t) {
+    if (!t) return -1;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*t).count();
+    if (ms < 0) return 0;
+    return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+  }
+
+  static timeval to_timeval(std::chrono::nanoseconds t) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(t).count();
+    if (us < 0) us = 0;
+    return timeval{static_cast<time_t>(us / 1000000),
+                   static_cast<suseconds_t>(us % 1000000)};
+  }
+
+  static timespec to_timespec(std::chrono::nanoseconds t) {
+    auto ns = t.count() < 0 ? 0 : t.count();
+    return timespec{static_cast<time_t>(ns / 1000000000),
+                    static_cast<long>(ns % 1000000000)};
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  // A year is "forever enough" and keeps now() + timeout from overflowing.
+  static std::chrono::nanoseconds clamp(std::chrono::nanoseconds t) {
+    constexpr std::chrono::nanoseconds kMax = std::chrono::hours(24 * 365);
+    return t < std::chrono::nanoseconds(0) ? std::chrono::nanoseconds(0)
+                                           : (t > kMax ? kMax : t);
+  }
+
+  bool forever_;
+  Clock::time_point end_;
+};
+
+// errno as a std::system_error, with the backend and operation in the text.
+[[noreturn]] void throw_errno(int err, const char* what);
+
+}  // namespace asyncore::internal
+
+#endif  // ASYNCOREPP_BACKENDS_DEADLINE_H_

@@ -1,0 +1,132 @@
+// epoll(7) backend (Linux). Level-triggered, with poll2()'s semantics
+// (spec A.8): IN|PRI for readable, OUT for writable, nothing registered for a
+// channel that wants nothing. One epoll_ctl per interest *change*, none per
+// iteration.
+//
+// epoll refuses regular files (EPERM) although select and poll report them
+// always ready; such fds are kept aside and reported ready for what they want
+// on every wait, which then does not block (spec A.8.5).
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+
+#include "backends/backend.h"
+#include "backends/deadline.h"
+
+namespace asyncore {
+namespace {
+
+class EpollBackend final : public Backend {
+ public:
+  EpollBackend() : epfd_(::epoll_create1(EPOLL_CLOEXEC)) {
+    if (epfd_ < 0) internal::throw_errno(errno, "epoll backend: epoll_create1()");
+  }
+  ~EpollBackend() override { ::close(epfd_); }
+  EpollBackend(const EpollBackend&) = delete;
+  EpollBackend& operator=(const EpollBackend&) = delete;
+
+  std::string_view name() const override { return "epoll"; }
+
+  void update(int fd, unsigned old_mask, unsigned new_mask) override {
+    uint32_t was = epoll_events(old_mask);
+    uint32_t want = epoll_events(new_mask);
+    if (was == want) return;
+    auto file = std::find_if(files_.begin(), files_.end(),
+                             [fd](const ReadyEvent& e) { return e.fd == fd; });
+    if (file != files_.end()) {  // a regular file: never in the epoll set
+      if (want == 0) {
+        *file = files_.back();
+        files_.pop_back();
+      } else {
+        file->events = file_events(want);
+      }
+      return;
+    }
+    if (want == 0) {
+      // ENOENT/EBADF: already gone (closed behind our back); nothing to undo.
+      if (ctl(EPOLL_CTL_DEL, fd, 0) < 0 && errno != ENOENT && errno != EBADF) {
+        internal::throw_errno(errno, "epoll backend: EPOLL_CTL_DEL");
+      }
+      --registered_;
+      return;
+    }
+    int op = was == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (ctl(op, fd, want) == 0) {
+      if (was == 0) ++registered_;
+      return;
+    }
+    // libevent's retries: the kernel's view differs from ours when an fd
+    // number was closed and reused without going through update().
+    if (op == EPOLL_CTL_MOD && errno == ENOENT &&
+        ctl(EPOLL_CTL_ADD, fd, want) == 0) {
+      return;
+    }
+    if (op == EPOLL_CTL_ADD && errno == EEXIST &&
+        ctl(EPOLL_CTL_MOD, fd, want) == 0) {
+      ++registered_;
+      return;
+    }
+    if (op == EPOLL_CTL_ADD && errno == EPERM) {
+      files_.push_back({fd, file_events(want)});
+      return;
+    }
+    internal::throw_errno(errno, op == EPOLL_CTL_ADD
+                                     ? "epoll backend: EPOLL_CTL_ADD"
+                                     : "epoll backend: EPOLL_CTL_MOD");
+  }
+
+  void wait(Timeout timeout, std::vector<ReadyEvent>* ready) override {
+    if (!files_.empty()) timeout = std::chrono::nanoseconds(0);
+    // One slot per registered fd: every ready fd is seen in one call.
+    size_t want = std::max<size_t>(64, static_cast<size_t>(registered_));
+    if (buffer_.size() < want) buffer_.resize(want);
+    internal::Deadline deadline(timeout);
+    int n;
+    for (;;) {
+      n = ::epoll_wait(epfd_, buffer_.data(), static_cast<int>(buffer_.size()),
+                       internal::Deadline::to_millis(deadline.remaining()));
+      if (n >= 0) break;
+      if (errno != EINTR) internal::throw_errno(errno, "epoll backend: epoll_wait()");
+    }
+    for (int i = 0; i < n; ++i) {
+      ready->push_back({buffer_[static_cast<size_t>(i)].data.fd,
+                        buffer_[static_cast<size_t>(i)].events &
+                            (EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | EPOLLHUP)});
+    }
+    ready->insert(ready->end(), files_.begin(), files_.end());
+  }
+
+ private:
+  static uint32_t epoll_events(unsigned mask) {
+    uint32_t ev = 0;
+    if (mask & kInterestRead) ev |= EPOLLIN | EPOLLPRI;
+    if (mask & kInterestWrite) ev |= EPOLLOUT;
+    return ev;
+  }
+
+  // What poll(2) reports for a regular file: always readable and writable.
+  static unsigned file_events(uint32_t ev) { return ev & (EPOLLIN | EPOLLOUT); }
+
+  int ctl(int op, int fd, uint32_t ev) {
+    epoll_event e{};
+    e.events = ev;
+    e.data.fd = fd;
+    return ::epoll_ctl(epfd_, op, fd, &e);
+  }
+
+  int epfd_;
+  int registered_ = 0;
+  std::vector<epoll_event> buffer_;
+  std::vector<ReadyEvent> files_;  // regular files: fd and the events they want
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_epoll_backend() {
+  return std::make_unique<EpollBackend>();
+}
+
+}  // namespace asyncore

@@ -1,0 +1,112 @@
+// ChannelMap: Python's socket map (fd -> channel) plus the loop state that
+// goes with it: the backend instance, the interest registered per fd, and the
+// channels closed during the current iteration (released after it).
+//
+// One iteration (poll_once):
+//  1. Interest: ask readable()/writable() of every channel that does not
+//     declare its interest, add the declared channels that changed, and hand
+//     only the differences to the backend.
+//  2. Wait: the backend fills a reusable ready list.
+//  3. Dispatch: readwrite() per ready fd, skipping fds whose channel was
+//     closed, replaced or newly registered since the wait (spec D1/C5).
+//  4. Reap: drop the references to channels closed during the iteration.
+//
+// Not thread-safe: one map, one thread.
+#ifndef ASYNCOREPP_CORE_CHANNEL_MAP_H_
+#define ASYNCOREPP_CORE_CHANNEL_MAP_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backends/backend.h"
+
+namespace asyncore {
+
+class Dispatcher;
+
+class ChannelMap {
+ public:
+  // The backend is chosen at the first iteration: `backend_name`, or "auto".
+  ChannelMap() = default;
+  explicit ChannelMap(std::string_view backend_name);
+  // Unregisters every channel (closing none) and releases the references.
+  ~ChannelMap();
+  ChannelMap(const ChannelMap&) = delete;
+  ChannelMap& operator=(const ChannelMap&) = delete;
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  bool contains(int fd) const { return get(fd) != nullptr; }
+  // The channel registered under fd, or nullptr.
+  Dispatcher* get(int fd) const;
+  // A snapshot of the registered channels (order unspecified).
+  std::vector<Dispatcher*> channels() const;
+
+  // Selects the backend by name ("auto", "select", "poll", "epoll",
+  // "kqueue"); registered channels move to the new one (nothing happens
+  // when it is the backend in use already). Throws
+  // std::invalid_argument for a name this OS does not offer.
+  void set_backend(std::string_view name);
+  // The backend in use; creates the default one if none was chosen yet.
+  std::string_view backend_name();
+
+  // One loop iteration with `timeout` (nullopt: wait forever). Returns at
+  // once when the map is empty. Exceptions from readable()/writable(), from
+  // handle_error() and ExitNow propagate, as in Python.
+  void poll_once(Timeout timeout);
+
+  // Calls close() on every channel, then empties the map. An exception from
+  // close() other than EBADF propagates (leaving the map as it is) unless
+  // ignore_all; ExitNow always propagates.
+  void close_all(bool ignore_all = false);
+
+  // Unregisters everything without closing (Python's map.clear()).
+  void clear();
+
+ private:
+  friend class Dispatcher;
+
+  struct Slot {
+    Dispatcher* channel = nullptr;
+    std::shared_ptr<Dispatcher> owner;  // null for channels not made by make<T>
+    uint64_t serial = 0;                // when it was registered
+    unsigned registered = kInterestNone;
+    int asked_index = -1;  // position in asked_, -1 when interest is declared
+    bool dirty = false;    // declared interest changed since the last wait
+  };
+
+  // Called by Dispatcher.
+  void add(int fd, Dispatcher* channel, std::shared_ptr<Dispatcher> owner);
+  void remove(int fd, Dispatcher* channel);
+  void adopt(int fd, Dispatcher* channel, std::shared_ptr<Dispatcher> owner);
+  void set_declared(int fd, bool declared);
+  void mark_dirty(int fd);
+
+  Backend& backend();
+  Slot* slot(int fd);
+  void unlink_asked(Slot& s);
+  void refresh_interest(int fd, Slot& s, unsigned want);
+  void release_closed();
+
+  std::unique_ptr<Backend> backend_;
+  std::string backend_name_ = "auto";
+  std::vector<Slot> slots_;  // indexed by fd
+  std::vector<int> asked_;   // fds whose predicates are asked every iteration
+  std::vector<int> dirty_;   // declared channels to re-evaluate before a wait
+  std::vector<ReadyEvent> ready_;
+  std::vector<std::shared_ptr<Dispatcher>> closed_;  // released after dispatch
+  size_t size_ = 0;
+  uint64_t serial_ = 0;
+  int depth_ = 0;  // nesting of poll_once (a handler may run a loop)
+};
+
+// Python's socket_map: the map used wherever none is given.
+ChannelMap& socket_map();
+
+}  // namespace asyncore
+
+#endif  // ASYNCOREPP_CORE_CHANNEL_MAP_H_

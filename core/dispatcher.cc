@@ -1,0 +1,483 @@
+#include "core/dispatcher.h"
+
+#include <cxxabi.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <typeinfo>
+
+#include "core/channel_map.h"
+#include "core/log.h"
+
+namespace asyncore {
+namespace {
+
+const std::vector<std::string>& default_ignore_log_types() {
+  static const std::vector<std::string> types{"warning"};
+  return types;
+}
+
+std::string demangle(const char* name) {
+  int status = 0;
+  char* out = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  std::string result = status == 0 && out ? out : name;
+  std::free(out);
+  return result;
+}
+
+// "<type>:<what>" of the exception being handled.
+std::string describe_current_exception() {
+  std::exception_ptr error = std::current_exception();
+  if (!error) return "unknown:no active exception";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return demangle(typeid(e).name()) + ":" + e.what();
+  } catch (...) {
+    return "unknown:non-standard exception";
+  }
+}
+
+[[noreturn]] void throw_errno(int err, const std::string& what) {
+  throw std::system_error(err, std::generic_category(), what);
+}
+
+// One descriptor kept open so that, when accept() fails with EMFILE, it can
+// be closed to make room for accepting (and dropping) the pending
+// connections. Process-wide, as the descriptor limit is.
+class ReserveFd {
+ public:
+  // Opens the reserve, once per process (at the first listen()).
+  static ReserveFd& instance() {
+    static ReserveFd reserve;
+    return reserve;
+  }
+
+  void shed_pending(int listen_fd) {
+    if (fd_ < 0) return;
+    ::close(fd_);
+    for (;;) {
+      int fd = ::accept(listen_fd, nullptr, nullptr);
+      if (fd < 0) break;
+      ::close(fd);
+    }
+    fd_ = open_reserve();
+  }
+
+ private:
+  ReserveFd() : fd_(open_reserve()) {}
+  static int open_reserve() { return ::open("/", O_RDONLY | O_CLOEXEC); }
+  int fd_;
+};
+
+}  // namespace
+
+bool is_disconnect_error(int err) {
+  switch (err) {
+    case ECONNRESET:
+    case ENOTCONN:
+    case ESHUTDOWN:
+    case ECONNABORTED:
+    case EPIPE:
+    case EBADF:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_disconnect_error(const std::error_code& ec) {
+  return (ec.category() == std::generic_category() ||
+          ec.category() == std::system_category()) &&
+         is_disconnect_error(ec.value());
+}
+
+Dispatcher::Dispatcher(ChannelMap* map) : map_(map ? map : &socket_map()) {}
+
+Dispatcher::Dispatcher(Socket sock, ChannelMap* map)
+    : map_(map ? map : &socket_map()) {
+  if (!sock) return;  // Python: a falsy socket means "no socket"
+  sock.set_blocking(false);
+  set_socket(std::move(sock), map);
+  connected_ = true;
+  try {
+    addr_ = socket_.getpeername();
+  } catch (const std::system_error& e) {
+    if (e.code().value() == ENOTCONN || e.code().value() == EINVAL) {
+      connected_ = false;  // a listening or unconnected socket
+    } else {
+      del_channel(map);
+      throw;
+    }
+  }
+}
+
+Dispatcher::~Dispatcher() {
+  // Only channels the map does not own can still be registered here.
+  if (registered_in_ != nullptr) registered_in_->remove(fileno_, this);
+}
+
+void Dispatcher::set_accepting(bool on) {
+  accepting_ = on;
+  declared_interest_changed();
+}
+
+void Dispatcher::add_channel(ChannelMap* map) {
+  ChannelMap* target = map ? map : map_;
+  if (fileno_ < 0) {
+    throw std::logic_error("add_channel: the channel has no socket yet");
+  }
+  if (registered_in_ != nullptr) {
+    registered_in_->remove(fileno_, this);
+    registered_in_ = nullptr;
+  }
+  // During construction there is no shared_ptr yet; make<T> adopts later.
+  target->add(fileno_, this, weak_from_this().lock());
+  registered_in_ = target;
+  ++generation_;
+}
+
+void Dispatcher::del_channel(ChannelMap* map) {
+  ChannelMap* from = registered_in_;
+  if (from != nullptr && (map == nullptr || map == from)) {
+    registered_in_ = nullptr;
+    ++generation_;
+    from->remove(fileno_, this);
+  }
+  fileno_ = -1;
+}
+
+void Dispatcher::adopt() {
+  if (registered_in_ != nullptr) {
+    registered_in_->adopt(fileno_, this, shared_from_this());
+  }
+}
+
+void Dispatcher::create_socket(int family, int type) {
+  set_socket(Socket::create(family, type));
+}
+
+void Dispatcher::set_socket(Socket sock, ChannelMap* map) {
+  if (registered_in_ != nullptr) del_channel();
+  socket_ = std::move(sock);
+  fileno_ = socket_.fileno();
+  add_channel(map);
+}
+
+void Dispatcher::set_reuse_addr() {
+  try {
+    socket_.setsockopt_int(SOL_SOCKET, SO_REUSEADDR,
+                           socket_.getsockopt_int(SOL_SOCKET, SO_REUSEADDR) | 1);
+  } catch (const std::system_error&) {
+    // Python swallows OSError here.
+  }
+}
+
+void Dispatcher::listen(int backlog) {
+  set_accepting(true);
+  ReserveFd::instance();
+  if (::listen(socket_.fileno(), backlog) < 0) throw_errno(errno, "listen");
+}
+
+void Dispatcher::bind(const Address& address) {
+  addr_ = address;
+  if (::bind(socket_.fileno(), address.data(), address.size()) < 0) {
+    throw_errno(errno, "bind " + address.to_string());
+  }
+}
+
+void Dispatcher::connect(const Address& address) {
+  connected_ = false;
+  connecting_ = true;
+  int err = ::connect(socket_.fileno(), address.data(), address.size()) == 0
+                ? 0
+                : errno;
+  // EINTR: the connection still completes asynchronously (POSIX).
+  if (err == EINPROGRESS || err == EALREADY || err == EWOULDBLOCK ||
+      err == EINTR) {
+    addr_ = address;
+    return;
+  }
+  if (err == 0 || err == EISCONN) {
+    addr_ = address;
+    handle_connect_event();
+    return;
+  }
+  throw_errno(err, "connect " + address.to_string());
+}
+
+std::optional<Accepted> Dispatcher::accept() {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  int fd;
+  do {
+#ifdef SOCK_CLOEXEC
+    fd = ::accept4(socket_.fileno(), reinterpret_cast<sockaddr*>(&ss), &len,
+                   SOCK_CLOEXEC);
+#else
+    fd = ::accept(socket_.fileno(), reinterpret_cast<sockaddr*>(&ss), &len);
+    if (fd >= 0) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    int err = errno;
+    if (err == EWOULDBLOCK || err == EAGAIN || err == ECONNABORTED) {
+      return std::nullopt;
+    }
+    if (err == EMFILE || err == ENFILE) ReserveFd::instance().shed_pending(socket_.fileno());
+    throw_errno(err, "accept");
+  }
+  Socket sock(fd);
+#ifdef SO_NOSIGPIPE
+  sock.setsockopt_int(SOL_SOCKET, SO_NOSIGPIPE, 1);
+#endif
+  return Accepted{std::move(sock),
+                  Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len)};
+}
+
+size_t Dispatcher::send(std::string_view data) {
+  ssize_t n = socket_.send_some(data.data(), data.size());
+  if (n >= 0) return static_cast<size_t>(n);
+  int err = errno;
+  if (err == EWOULDBLOCK || err == EAGAIN) return 0;
+  if (is_disconnect_error(err)) {
+    handle_close();
+    return 0;
+  }
+  throw_errno(err, "send");
+}
+
+size_t Dispatcher::recv_into(void* buf, size_t max) {
+  ssize_t n = socket_.recv_some(buf, max);
+  if (n > 0) return static_cast<size_t>(n);
+  if (n == 0) {  // EOF: the peer closed
+    handle_close();
+    return 0;
+  }
+  int err = errno;
+  if (err == EWOULDBLOCK || err == EAGAIN) throw WouldBlock();
+  if (is_disconnect_error(err)) {
+    handle_close();
+    return 0;
+  }
+  throw_errno(err, "recv");
+}
+
+std::string Dispatcher::recv(size_t max) {
+  std::string data(max, '\0');
+  data.resize(recv_into(data.data(), max));
+  return data;
+}
+
+void Dispatcher::close() {
+  connected_ = false;
+  accepting_ = false;
+  connecting_ = false;
+  del_channel();
+  try {
+    socket_.close();
+  } catch (const std::system_error& e) {
+    if (e.code().value() != ENOTCONN && e.code().value() != EBADF) throw;
+  }
+}
+
+bool Dispatcher::readable() { return true; }
+bool Dispatcher::writable() { return true; }
+
+void Dispatcher::set_declared_interest(bool on) {
+  if (declared_ == on) return;
+  declared_ = on;
+  if (registered_in_ != nullptr) registered_in_->set_declared(fileno_, on);
+}
+
+void Dispatcher::set_readable(bool on) {
+  if (want_read_ == on) return;
+  want_read_ = on;
+  declared_interest_changed();
+}
+
+void Dispatcher::set_writable(bool on) {
+  if (want_write_ == on) return;
+  want_write_ = on;
+  declared_interest_changed();
+}
+
+void Dispatcher::declared_interest_changed() {
+  if (declared_ && registered_in_ != nullptr) registered_in_->mark_dirty(fileno_);
+}
+
+void Dispatcher::handle_read_event() {
+  if (accepting_) {
+    handle_accept();
+  } else if (!connected_) {
+    if (connecting_) handle_connect_event();
+    handle_read();
+  } else {
+    handle_read();
+  }
+}
+
+void Dispatcher::handle_write_event() {
+  if (accepting_) return;  // listeners have nothing to write
+  if (!connected_ && connecting_) handle_connect_event();
+  handle_write();
+}
+
+void Dispatcher::handle_expt_event() {
+  // A pending socket error means the connection is gone; otherwise this is
+  // out-of-band data.
+  if (socket_.pending_error() != 0) {
+    handle_close();
+  } else {
+    handle_expt();
+  }
+}
+
+void Dispatcher::handle_connect_event() {
+  int err = socket_.pending_error();
+  if (err != 0) throw_errno(err, "connect " + addr_.to_string());
+  handle_connect();  // Python runs it before the flags change
+  connected_ = true;
+  connecting_ = false;
+}
+
+void Dispatcher::handle_read() { log_info("unhandled read event", "warning"); }
+void Dispatcher::handle_write() { log_info("unhandled write event", "warning"); }
+void Dispatcher::handle_expt() {
+  log_info("unhandled incoming priority event", "warning");
+}
+void Dispatcher::handle_connect() {
+  log_info("unhandled connect event", "warning");
+}
+
+void Dispatcher::handle_accept() {
+  if (std::optional<Accepted> pair = accept()) {
+    handle_accepted(std::move(pair->sock), pair->addr);
+  }
+}
+
+void Dispatcher::handle_accepted(Socket sock, const Address&) {
+  sock.close();
+  log_info("unhandled accepted event", "warning");
+}
+
+void Dispatcher::handle_close() {
+  log_info("unhandled close event", "warning");
+  close();
+}
+
+void Dispatcher::handle_error() {
+  std::string self;
+  try {
+    self = repr();
+  } catch (...) {
+    self = "<unknown channel>";
+  }
+  log_info("uncaptured exception, closing channel " + self + " (" +
+               describe_current_exception() + ")",
+           "error");
+  handle_close();
+}
+
+void Dispatcher::log(std::string_view message) {
+  std::string line = "log: ";
+  line += message;
+  line += '\n';
+  write_log_line(LogStream::kStderr, line);
+}
+
+void Dispatcher::log_info(std::string_view message, std::string_view type) {
+  if (is_log_type_ignored(type)) return;
+  std::string line(type);
+  line += ": ";
+  line += message;
+  line += '\n';
+  write_log_line(LogStream::kStdout, line);
+}
+
+void Dispatcher::set_ignore_log_types(std::vector<std::string> types) {
+  ignore_log_types_ = std::make_unique<std::vector<std::string>>(std::move(types));
+}
+
+bool Dispatcher::is_log_type_ignored(std::string_view type) const {
+  const auto& types =
+      ignore_log_types_ ? *ignore_log_types_ : default_ignore_log_types();
+  for (const std::string& t : types) {
+    if (t == type) return true;
+  }
+  return false;
+}
+
+std::string Dispatcher::repr() const {
+  std::string out = "<" + demangle(typeid(*this).name());
+  if (accepting_ && !addr_.empty()) {
+    out += " listening";
+  } else if (connected_) {
+    out += " connected";
+  }
+  if (!addr_.empty()) out += " " + addr_.to_string();
+  char at[32];
+  std::snprintf(at, sizeof at, " at %p>", static_cast<const void*>(this));
+  return out + at;
+}
+
+// --- Module-level helpers ---------------------------------------------------
+
+namespace {
+
+template <class Step>
+void guarded(Dispatcher& obj, Step step) {
+  try {
+    step();
+  } catch (const ExitNow&) {
+    throw;
+  } catch (...) {
+    obj.handle_error();
+  }
+}
+
+}  // namespace
+
+void read(Dispatcher& obj) {
+  guarded(obj, [&] { obj.handle_read_event(); });
+}
+
+void write(Dispatcher& obj) {
+  guarded(obj, [&] { obj.handle_write_event(); });
+}
+
+void exception(Dispatcher& obj) {
+  guarded(obj, [&] { obj.handle_expt_event(); });
+}
+
+void readwrite(Dispatcher& obj, unsigned flags) {
+  const uint64_t generation = obj.generation();
+  // A registered channel that closed itself in an earlier step gets no more
+  // events (spec D1); a never-registered object keeps its generation.
+  auto open = [&] { return obj.generation() == generation; };
+  try {
+    if (flags & events::kIn) obj.handle_read_event();
+    if ((flags & events::kOut) && open()) obj.handle_write_event();
+    if ((flags & events::kPri) && open()) obj.handle_expt_event();
+    if ((flags & (events::kHup | events::kErr | events::kNval)) && open()) {
+      obj.handle_close();
+    }
+  } catch (const ExitNow&) {
+    throw;
+  } catch (const std::system_error& e) {
+    if (is_disconnect_error(e.code())) {
+      obj.handle_close();
+    } else {
+      obj.handle_error();
+    }
+  } catch (...) {
+    obj.handle_error();
+  }
+}
+
+}  // namespace asyncore
