@@ -8,6 +8,7 @@
 #include "core/dispatcher_with_send.h"
 #include "core/file_dispatcher.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "core/loop.h"
 #include "core/socket.h"
 
