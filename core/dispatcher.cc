@@ -241,7 +241,14 @@ std::optional<Accepted> Dispatcher::accept() {
 }
 
 size_t Dispatcher::send(std::string_view data) {
-  ssize_t n = socket_.send_some(data.data(), data.size());
+  return sent_or_closed(socket_.send_some(data.data(), data.size()));
+}
+
+size_t Dispatcher::send_vectored(const struct iovec* iov, int count) {
+  return sent_or_closed(socket_.send_vectored(iov, count));
+}
+
+size_t Dispatcher::sent_or_closed(ssize_t n) {
   if (n >= 0) return static_cast<size_t>(n);
   int err = errno;
   if (err == EWOULDBLOCK || err == EAGAIN) return 0;

@@ -131,6 +131,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   // Bytes sent; 0 when the socket would block, or when the peer is gone (then
   // handle_close() has been called). Other errors throw system_error.
   size_t send(std::string_view data);
+  // send() of several buffers in one syscall (sendmsg/writev), same rules.
+  size_t send_vectored(const struct iovec* iov, int count);
   // Up to `max` bytes. EOF or a disconnect: calls handle_close() and returns
   // empty. No data: throws WouldBlock. Other errors throw system_error.
   std::string recv(size_t max);
@@ -200,6 +202,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
 
   // Gives the map its owning reference once make<T>() has one to give.
   void adopt();
+  // asyncore's send() result rules applied to a send syscall's return value.
+  size_t sent_or_closed(ssize_t n);
 
   Socket socket_;
   ChannelMap* map_;

@@ -1,7 +1,5 @@
 #include "core/dispatcher_with_send.h"
 
-#include <algorithm>
-
 namespace asyncore {
 
 void DispatcherWithSend::send(std::string_view data) {
@@ -11,17 +9,7 @@ void DispatcherWithSend::send(std::string_view data) {
 }
 
 void DispatcherWithSend::initiate_send() {
-  size_t n = Dispatcher::send(
-      std::string_view(out_).substr(sent_, std::min(kSendChunk, pending())));
-  sent_ += n;
-  if (sent_ == out_.size()) {
-    out_.clear();
-    sent_ = 0;
-  } else if (sent_ >= kSendChunk && sent_ * 2 >= out_.size()) {
-    // Compact once the sent prefix dominates: amortised O(1) per byte.
-    out_.erase(0, sent_);
-    sent_ = 0;
-  }
+  out_.consume(Dispatcher::send(out_.view().substr(0, kSendChunk)));
   update_declared_writable();
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/byte_buffer.h"
 #include "core/dispatcher.h"
 
 namespace asyncore {
@@ -23,7 +24,7 @@ class DispatcherWithSend : public Dispatcher {
   // One send() of up to kSendChunk queued bytes.
   void initiate_send();
   // Bytes still queued.
-  size_t pending() const { return out_.size() - sent_; }
+  size_t pending() const { return out_.size(); }
 
   void handle_write() override;
   // Not connected yet (to see the connect complete), or output pending.
@@ -33,8 +34,7 @@ class DispatcherWithSend : public Dispatcher {
   // Keeps the declared interest equal to writable() (see Dispatcher).
   void update_declared_writable();
 
-  std::string out_;
-  size_t sent_ = 0;  // bytes of out_ already sent
+  ByteBuffer out_;
 };
 
 }  // namespace asyncore

@@ -203,6 +203,21 @@ ssize_t Socket::send_some(const void* data, size_t len) const {
   return n;
 }
 
+ssize_t Socket::send_vectored(const struct iovec* iov, int count) const {
+  ssize_t n;
+  do {
+    if (is_file_) {
+      n = ::writev(fd_, iov, count);
+    } else {
+      msghdr msg{};
+      msg.msg_iov = const_cast<struct iovec*>(iov);
+      msg.msg_iovlen = static_cast<decltype(msg.msg_iovlen)>(count);
+      n = ::sendmsg(fd_, &msg, kNoSigPipe);
+    }
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
 ssize_t Socket::recv_some(void* buf, size_t len) const {
   ssize_t n;
   do {

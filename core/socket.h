@@ -4,6 +4,7 @@
 #define ASYNCOREPP_CORE_SOCKET_H_
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -83,6 +84,8 @@ class Socket {
 
   // send(2) with MSG_NOSIGNAL (no SIGPIPE, spec D4), or write(2) for files.
   ssize_t send_some(const void* data, size_t len) const;
+  // sendmsg(2) with MSG_NOSIGNAL, or writev(2) for files.
+  ssize_t send_vectored(const struct iovec* iov, int count) const;
   // recv(2), or read(2) for files.
   ssize_t recv_some(void* buf, size_t len) const;
   ssize_t sendto(std::string_view data, const Address& to) const;

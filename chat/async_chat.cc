@@ -1,0 +1,203 @@
+#include "chat/async_chat.h"
+
+#include <sys/uio.h>
+
+#include <stdexcept>
+#include <system_error>
+
+namespace asynchat {
+namespace {
+
+// Buffers gathered into one sendmsg(2): enough to fill a socket buffer with
+// small messages, well under every system's IOV_MAX.
+constexpr int kMaxGather = 64;
+
+}  // namespace
+
+size_t find_prefix_at_end(std::string_view haystack, std::string_view needle) {
+  if (needle.empty()) return 0;
+  for (size_t l = needle.size() - 1; l > 0; --l) {
+    if (haystack.size() >= l &&
+        haystack.substr(haystack.size() - l) == needle.substr(0, l)) {
+      return l;
+    }
+  }
+  return 0;
+}
+
+void AsyncChat::handle_read() {
+  const size_t want = ac_in_buffer_size ? ac_in_buffer_size : 1;
+  size_t n;
+  try {
+    n = recv_into(in_.prepare(want), want);
+  } catch (const asyncore::WouldBlock&) {
+    return;  // a spurious wake-up is not an error (bpo-16133)
+  } catch (const std::system_error&) {
+    handle_error();
+    return;
+  }
+  in_.commit(n);
+  process_input();
+}
+
+void AsyncChat::process_input() {
+  // Callbacks may change the terminator, discard the buffers or close the
+  // channel: nothing computed before a callback is trusted after it.
+  while (!in_.empty()) {
+    const Terminator& t = get_terminator();
+    if (!t.is_set()) {
+      throw std::logic_error(
+          "AsyncChat: data arrived before set_terminator() was called");
+    }
+    if (!t) {  // None, 0 or "": collect everything
+      collect_incoming_data(in_.view());
+      in_.clear();
+      continue;
+    }
+    if (t.kind() == Terminator::Kind::kCount) {
+      const uint64_t n = t.count();
+      if (in_.size() < n) {
+        const size_t got = in_.size();
+        collect_incoming_data(in_.view());
+        in_.clear();
+        if (terminator_.kind_ == Terminator::Kind::kCount) terminator_.count_ -= got;
+      } else {
+        collect_incoming_data(in_.view().substr(0, static_cast<size_t>(n)));
+        in_.consume(static_cast<size_t>(n));
+        terminator_.count_ = 0;  // Python: terminator = 0, then the callback
+        terminator_.kind_ = Terminator::Kind::kCount;
+        found_terminator();
+      }
+      continue;
+    }
+    const std::string& term = t.string();
+    const std::string_view buffered = in_.view();
+    const size_t index = buffered.find(term);
+    if (index != std::string_view::npos) {
+      const size_t skip = index + term.size();
+      if (index > 0) collect_incoming_data(buffered.substr(0, index));
+      in_.consume(skip);
+      found_terminator();
+      continue;
+    }
+    const size_t held = find_prefix_at_end(buffered, term);
+    if (held == 0) {
+      collect_incoming_data(buffered);
+      in_.clear();
+    } else {
+      // Keep only what may be the start of a terminator.
+      if (held != buffered.size()) {
+        collect_incoming_data(buffered.substr(0, buffered.size() - held));
+        in_.consume(buffered.size() - held);
+      }
+      break;
+    }
+  }
+}
+
+void AsyncChat::push(std::string_view data) { push(std::string(data)); }
+
+void AsyncChat::push(std::string&& data) {
+  if (debug) log_info("sending " + data);
+  queued_bytes_ += data.size();
+  fifo_.push_back(Entry{std::move(data), 0, nullptr, false});
+  initiate_send();
+}
+
+void AsyncChat::push_with_producer(std::unique_ptr<Producer> producer) {
+  if (!producer) return;
+  fifo_.push_back(Entry{{}, 0, std::move(producer), false});
+  initiate_send();
+}
+
+void AsyncChat::close_when_done() {
+  Entry marker;
+  marker.close = true;
+  fifo_.push_back(std::move(marker));
+  update_declared_writable();
+}
+
+void AsyncChat::discard_buffers() {
+  in_.clear();
+  incoming_.clear();
+  fifo_.clear();
+  queued_bytes_ = 0;
+  update_declared_writable();
+}
+
+void AsyncChat::handle_write() { initiate_send(); }
+
+void AsyncChat::handle_close() { close(); }
+
+bool AsyncChat::writable() { return !fifo_.empty() || !connected(); }
+
+void AsyncChat::update_declared_writable() {
+  set_writable(!fifo_.empty() || !connected());
+}
+
+void AsyncChat::initiate_send() {
+  while (!fifo_.empty() && connected()) {
+    Entry& first = fifo_.front();
+    if (first.close) {
+      fifo_.pop_front();
+      update_declared_writable();
+      handle_close();
+      return;
+    }
+    if (first.producer) {
+      std::string data = first.producer->more();
+      if (data.empty()) {
+        fifo_.pop_front();
+      } else {
+        queued_bytes_ += data.size();
+        fifo_.push_front(Entry{std::move(data), 0, nullptr, false});
+      }
+      continue;
+    }
+    send_gathered();
+    break;
+  }
+  update_declared_writable();
+}
+
+void AsyncChat::send_gathered() {
+  // Consecutive buffers from the head, up to ac_out_buffer_size bytes; a
+  // producer or a close marker ends the run.
+  iovec iov[kMaxGather];
+  int count = 0;
+  size_t total = 0;
+  const size_t limit = ac_out_buffer_size ? ac_out_buffer_size : 1;
+  for (const Entry& e : fifo_) {
+    if (count == kMaxGather || total == limit || e.producer || e.close) break;
+    size_t len = e.data.size() - e.sent;
+    if (len > limit - total) len = limit - total;
+    iov[count].iov_base = const_cast<char*>(e.data.data() + e.sent);
+    iov[count].iov_len = len;
+    ++count;
+    total += len;
+  }
+  size_t sent;
+  try {
+    // An empty head still makes a zero-length send, as Python's push(b"").
+    sent = send_vectored(iov, count);
+  } catch (const std::system_error&) {
+    handle_error();
+    return;
+  }
+  queued_bytes_ -= sent;
+  // Drop what went out. The queue may have changed if handle_close() ran
+  // inside the send (then nothing was sent).
+  for (int i = 0; i < count && !fifo_.empty(); ++i) {
+    Entry& e = fifo_.front();
+    const size_t offered = iov[i].iov_len;
+    if (sent >= offered && e.sent + offered == e.data.size()) {
+      sent -= offered;
+      fifo_.pop_front();
+      continue;
+    }
+    e.sent += sent < offered ? sent : offered;
+    break;
+  }
+}
+
+}  // namespace asynchat

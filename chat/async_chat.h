@@ -1,0 +1,114 @@
+// asynchat::AsyncChat: a channel that splits its input at terminators and
+// queues its output as a FIFO of buffers and producers (Python's
+// asynchat.async_chat, spec A.5).
+//
+// Input: each read appends to one buffer of not-yet-classified bytes, which
+// is scanned once: bytes that cannot be part of the terminator go to
+// collect_incoming_data() as they arrive; only a possible terminator prefix
+// is held back. The terminator is re-read after each message, so
+// found_terminator() may change it for bytes already buffered.
+//
+// Output: push() queues bytes, push_with_producer() a producer,
+// close_when_done() a close marker. Each write event makes one send: up to
+// ac_out_buffer_size bytes gathered from consecutive queued buffers with a
+// single sendmsg(2), or one chunk of the producer at the head.
+//
+// Linear time: consumed input and output are dropped by moving an offset,
+// never by copying the rest (see core/byte_buffer.h).
+#ifndef ASYNCOREPP_CHAT_ASYNC_CHAT_H_
+#define ASYNCOREPP_CHAT_ASYNC_CHAT_H_
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "chat/producer.h"
+#include "chat/terminator.h"
+#include "core/byte_buffer.h"
+#include "core/dispatcher.h"
+
+namespace asynchat {
+
+class AsyncChat : public asyncore::Dispatcher {
+ public:
+  static constexpr size_t kDefaultBufferSize = 65536;  // Python 3's value
+
+  using Dispatcher::Dispatcher;
+
+  // Bytes read per handle_read(); bytes sent per write event at most.
+  size_t ac_in_buffer_size = kDefaultBufferSize;
+  size_t ac_out_buffer_size = kDefaultBufferSize;
+
+  // --- To override ---------------------------------------------------------
+  // Receives message bytes as they arrive (never empty).
+  virtual void collect_incoming_data(std::string_view data) = 0;
+  // Called when the terminator has been seen (and removed from the input).
+  virtual void found_terminator() = 0;
+
+  // --- Input ---------------------------------------------------------------
+  // A byte string, a byte count (negative throws std::invalid_argument) or
+  // nullptr (None: collect everything).
+  void set_terminator(Terminator terminator) { terminator_ = std::move(terminator); }
+  // Read before each message; overridable as in Python.
+  virtual const Terminator& get_terminator() const { return terminator_; }
+
+  // --- Output --------------------------------------------------------------
+  // Queues bytes and tries to send.
+  void push(std::string_view data);
+  void push(std::string&& data);
+  void push(const char* data) { push(std::string_view(data)); }
+  // Queues a producer (drained one chunk per write event) and tries to send.
+  void push_with_producer(std::unique_ptr<Producer> producer);
+  // A byte string as a degenerate producer: the same as push().
+  void push_with_producer(std::string data) { push(std::move(data)); }
+  // Closes the channel once everything queued before this call is sent.
+  void close_when_done();
+  // One send attempt from the head of the queue (see the class comment).
+  void initiate_send();
+  // Drops buffered input, collected data and queued output ("emergencies").
+  void discard_buffers();
+  // Bytes queued in buffers (producers not counted) and entries queued.
+  size_t queued_bytes() const { return queued_bytes_; }
+  size_t queued_entries() const { return fifo_.size(); }
+
+  // --- asyncore handlers ---------------------------------------------------
+  void handle_read() override;
+  void handle_write() override;
+  // Closes at once, dropping queued output (Python).
+  void handle_close() override;
+  bool readable() override { return true; }
+  // Output queued, or not connected yet (to see the connect complete).
+  bool writable() override;
+
+ protected:
+  // Python's _collect_incoming_data / _get_data: an optional place to
+  // accumulate a message.
+  void append_incoming(std::string_view data) { incoming_.append(data); }
+  std::string take_incoming() { return std::exchange(incoming_, {}); }
+
+ private:
+  struct Entry {
+    std::string data;
+    size_t sent = 0;                     // bytes of data already sent
+    std::unique_ptr<Producer> producer;  // set: a producer entry
+    bool close = false;                  // set: close_when_done() marker
+  };
+
+  // Splits the buffered input at terminators (Python's handle_read loop).
+  void process_input();
+  // Sends queued buffers from the head; returns after one syscall.
+  void send_gathered();
+  void update_declared_writable();
+
+  Terminator terminator_;
+  asyncore::ByteBuffer in_;
+  std::string incoming_;
+  std::deque<Entry> fifo_;
+  size_t queued_bytes_ = 0;
+};
+
+}  // namespace asynchat
+
+#endif  // ASYNCOREPP_CHAT_ASYNC_CHAT_H_
