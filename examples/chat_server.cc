@@ -1,0 +1,168 @@
+// A line-based chat room on asynchat (terminator "\n", "\r\n" tolerated).
+// The first line a client sends is its nickname; every later line goes to
+// all *other* clients as "nick: text". Joins and leaves are announced as
+// "* nick joined" / "* nick left"; "/quit" leaves. A line over 4 KiB gets
+// "! line too long" and the client is disconnected. A client that stops
+// reading is disconnected once 1 MiB of output is queued for it, so one slow
+// or dead client never holds up the others.
+//
+//   bazel run //examples:chat_server -- --port 7000
+//   python3 -c "import socket; ..."   (or: nc 127.0.0.1 7000)
+#include <signal.h>
+
+#include <iostream>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "chat/async_chat.h"
+#include "core/asyncore.h"
+#include "examples/server_flags.h"
+
+namespace {
+
+constexpr size_t kMaxLine = 4096;
+constexpr size_t kMaxQueued = 1 << 20;
+
+class ChatClient;
+
+// The people in the room.
+class Room {
+ public:
+  void join(ChatClient* c) { members_.insert(c); }
+  void leave(ChatClient* c) { members_.erase(c); }
+  // Sends `line` to every member except `from` (nullptr: to all).
+  void broadcast(const std::string& line, const ChatClient* from);
+
+ private:
+  std::set<ChatClient*> members_;
+};
+
+class ChatClient : public asynchat::AsyncChat {
+ public:
+  ChatClient(asyncore::Socket sock, Room* room)
+      : AsyncChat(std::move(sock)), room_(room) {
+    set_terminator("\n");
+  }
+
+  void collect_incoming_data(std::string_view data) override {
+    if (too_long_) return;
+    line_.append(data);
+    if (line_.size() > kMaxLine) reject_long_line();
+  }
+
+  void found_terminator() override {
+    if (too_long_) return;
+    std::string line = std::exchange(line_, {});
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (nick_.empty()) {
+      if (line.empty()) {
+        push("! nickname required\n");
+        return;
+      }
+      nick_ = line;
+      room_->join(this);
+      room_->broadcast("* " + nick_ + " joined\n", nullptr);
+      return;
+    }
+    if (line == "/quit") {
+      leave();
+      close_when_done();
+      return;
+    }
+    room_->broadcast(nick_ + ": " + line + "\n", this);
+  }
+
+  // Queues output for this client, dropping a client that stopped reading.
+  void deliver(const std::string& line) {
+    if (queued_bytes() + line.size() > kMaxQueued) {
+      close();
+      return;
+    }
+    push(line);
+  }
+
+  void close() override {
+    leave();
+    AsyncChat::close();
+  }
+
+ private:
+  void reject_long_line() {
+    too_long_ = true;
+    line_.clear();
+    set_terminator(nullptr);  // ignore the rest of the input
+    leave();
+    push("! line too long\n");
+    close_when_done();
+  }
+
+  // Announces the departure once, whichever way the client goes.
+  void leave() {
+    if (nick_.empty() || left_) return;
+    left_ = true;
+    room_->leave(this);
+    room_->broadcast("* " + nick_ + " left\n", nullptr);
+  }
+
+  Room* room_;
+  std::string nick_;
+  std::string line_;
+  bool too_long_ = false;
+  bool left_ = false;
+};
+
+void Room::broadcast(const std::string& line, const ChatClient* from) {
+  // deliver() may close (and so remove) a member: iterate over a copy.
+  std::set<ChatClient*> members = members_;
+  for (ChatClient* c : members) {
+    if (c != from && members_.count(c)) c->deliver(line);
+  }
+}
+
+class ChatServer : public asyncore::Dispatcher {
+ public:
+  explicit ChatServer(const asyncore::Address& address) {
+    create_socket(address.family(), SOCK_STREAM);
+    set_reuse_addr();
+    bind(address);
+    listen(128);
+  }
+
+  void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
+    asyncore::make<ChatClient>(std::move(sock), &room_);
+  }
+
+  // Keep serving when accept() fails (EMFILE...): log instead of closing.
+  void handle_error() override {
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      log_info(std::string("accept failed: ") + e.what(), "error");
+    }
+  }
+
+ private:
+  Room room_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto flags = examples::parse_server_flags(
+      argc, argv,
+      "A line-based chat room: the first line is your nickname, then every "
+      "line goes to everyone else.");
+  ::signal(SIGPIPE, SIG_IGN);
+  try {
+    asyncore::socket_map().set_backend(flags.backend);
+    auto server = asyncore::make<ChatServer>(examples::listen_address(flags));
+    asyncore::make<asyncore::SignalDispatcher>(std::vector<int>{SIGINT, SIGTERM});
+    examples::announce_listening(server->socket().getsockname());
+    asyncore::loop({.timeout = std::nullopt});
+  } catch (const std::exception& e) {
+    std::cerr << "chat_server: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
