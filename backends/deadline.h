@@ -29,8 +29,10 @@ class Deadline {
   }
 
   // poll(2)/epoll_wait(2) argument: -1 forever, else whole milliseconds,
-  // truncated as Python's poll2() does (spec D5).
-  static int to_millis(Timeout t) {
+  // truncated as Python's poll2() does (spec D5). By reference: a by-value
+  // optional trips GCC 12's -Wmaybe-uninitialized false positive at -O1
+  // (the asan config), which -Werror turns into a build failure.
+  static int to_millis(const Timeout& t) {
     if (!t) return -1;
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*t).count();
     if (ms < 0) return 0;

@@ -5,7 +5,8 @@
 // out of bounds), so such fds are refused with an error naming the backends
 // that can (spec D2). A closed fd still registered makes select(2) fail with
 // EBADF; instead of killing the loop (Python) it is reported as POLLNVAL to
-// that fd alone, as poll(2) would (spec D3).
+// that fd alone, as poll(2) would (spec D3), and the other fds are still
+// served in the same wait.
 #include <fcntl.h>
 #include <sys/select.h>
 
@@ -64,17 +65,25 @@ class SelectBackend final : public Backend {
 
   void wait(Timeout timeout, std::vector<ReadyEvent>* ready) override {
     internal::Deadline deadline(timeout);
+    std::vector<int> closed;  // registered fds found closed (EBADF)
     for (;;) {
       fd_set r = read_set_, w = write_set_, e = except_set_;
-      Timeout left = deadline.remaining();
+      for (int fd : closed) {
+        FD_CLR(fd, &r);
+        FD_CLR(fd, &w);
+        FD_CLR(fd, &e);
+      }
+      // After reporting closed fds, only look at the others, without blocking.
+      Timeout left = closed.empty() ? deadline.remaining()
+                                    : Timeout(std::chrono::nanoseconds(0));
       timeval tv{};
       if (left) tv = internal::Deadline::to_timeval(*left);
       int n = ::select(max_fd_ + 1, &r, &w, &e, left ? &tv : nullptr);
       if (n < 0) {
         if (errno == EINTR) continue;
-        if (errno == EBADF) {
-          report_closed_fds(ready);
-          return;
+        if (errno == EBADF && closed.empty() && find_closed_fds(&closed)) {
+          for (int fd : closed) ready->push_back({fd, events::kNval});
+          continue;
         }
         internal::throw_errno(errno, "select backend: select()");
       }
@@ -99,12 +108,12 @@ class SelectBackend final : public Backend {
     }
   }
 
-  void report_closed_fds(std::vector<ReadyEvent>* ready) const {
+  // Appends the registered fds that are no longer open; false if none is.
+  bool find_closed_fds(std::vector<int>* closed) const {
     for (int fd : fds_) {
-      if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
-        ready->push_back({fd, events::kNval});
-      }
+      if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF) closed->push_back(fd);
     }
+    return !closed->empty();
   }
 
   fd_set read_set_, write_set_, except_set_;
