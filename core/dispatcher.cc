@@ -322,7 +322,10 @@ void Dispatcher::handle_read_event() {
   if (accepting_) {
     handle_accept();
   } else if (!connected_) {
+    const uint64_t generation = generation_;
     if (connecting_) handle_connect_event();
+    // Closed inside handle_connect: no handle_read on a closed channel (D1).
+    if (generation_ != generation) return;
     handle_read();
   } else {
     handle_read();
@@ -331,7 +334,12 @@ void Dispatcher::handle_read_event() {
 
 void Dispatcher::handle_write_event() {
   if (accepting_) return;  // listeners have nothing to write
-  if (!connected_ && connecting_) handle_connect_event();
+  if (!connected_ && connecting_) {
+    const uint64_t generation = generation_;
+    handle_connect_event();
+    // Closed inside handle_connect: no handle_write on a closed channel (D1).
+    if (generation_ != generation) return;
+  }
   handle_write();
 }
 
@@ -348,7 +356,11 @@ void Dispatcher::handle_expt_event() {
 void Dispatcher::handle_connect_event() {
   int err = socket_.pending_error();
   if (err != 0) throw_errno(err, "connect " + addr_.to_string());
+  const uint64_t generation = generation_;
   handle_connect();  // Python runs it before the flags change
+  // A registered channel closed by handle_connect must not come back as
+  // "connected" (D1); an unregistered one keeps Python's behaviour.
+  if (generation_ != generation) return;
   connected_ = true;
   connecting_ = false;
 }
