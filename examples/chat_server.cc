@@ -48,7 +48,8 @@ class ChatClient : public asynchat::AsyncChat {
   void collect_incoming_data(std::string_view data) override {
     if (too_long_) return;
     line_.append(data);
-    if (line_.size() > kMaxLine) reject_long_line();
+    // A trailing '\r' may be the first half of a "\r\n" terminator.
+    if (line_.size() > kMaxLine + (line_.back() == '\r' ? 1 : 0)) reject_long_line();
   }
 
   void found_terminator() override {

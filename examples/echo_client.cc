@@ -6,6 +6,7 @@
 //   bazel run //examples:echo_client -- --port 8080 --message hello --count 3
 #include <signal.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -75,8 +76,9 @@ int main(int argc, char** argv) {
       "  --message TEXT   what to send (default hello)\n"
       "  --count N        how many times (default 1)\n");
   char* end = nullptr;
+  errno = 0;
   long count = std::strtol(flags.extra["count"].c_str(), &end, 10);
-  if (flags.extra["count"].empty() || *end != '\0' || count < 0) {
+  if (flags.extra["count"].empty() || *end != '\0' || count < 0 || errno == ERANGE) {
     std::cerr << "echo_client: bad --count '" << flags.extra["count"] << "'\n";
     return 2;
   }

@@ -11,129 +11,25 @@ exits 1 on the first failure.
 """
 
 import os
-import re
 import select
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
+from testlib import HOST, IO_TIMEOUT, Failure, check, connect, recv_exactly  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import asyncore  # an independent implementation drives the clients
 
-HOST = "127.0.0.1"
-START_TIMEOUT = 10.0   # seconds for the "listening on" line
-IO_TIMEOUT = 30.0      # seconds for any one echo exchange
-EXIT_TIMEOUT = 5.0     # seconds for the server to exit after a signal
 
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
-
-
-class Server:
-    """One echo_server process; stdout/stderr drained by threads."""
-
-    def __init__(self, binary, backend):
-        self.backend = backend
-        self.proc = subprocess.Popen(
-            [binary, "--port", "0", "--backend", backend],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE)
-        self.out = []
-        self.err = []
-        self.cond = threading.Condition()
-        self.threads = [
-            threading.Thread(target=self._drain, args=(self.proc.stdout, self.out),
-                             daemon=True),
-            threading.Thread(target=self._drain, args=(self.proc.stderr, self.err),
-                             daemon=True),
-        ]
-        for t in self.threads:
-            t.start()
-        self.port = self._wait_for_port()
-
-    def _drain(self, stream, lines):
-        for raw in iter(stream.readline, b""):
-            with self.cond:
-                lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            lines.append(None)  # EOF marker
-            self.cond.notify_all()
-
-    def _wait_for_port(self):
-        pattern = re.compile(r"^listening on 127\.0\.0\.1:(\d+)$")
-        deadline = time.monotonic() + START_TIMEOUT
-        with self.cond:
-            while True:
-                for line in self.out:
-                    if line is None:
-                        raise Failure("[%s] server exited before listening; "
-                                      "stderr: %s" % (self.backend, self.stderr()))
-                    m = pattern.match(line)
-                    if m:
-                        port = int(m.group(1))
-                        check(0 < port < 65536, "bad port in %r" % line)
-                        return port
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Failure("[%s] no 'listening on 127.0.0.1:PORT' line within "
-                                  "%.0f s; stdout: %r" % (self.backend, START_TIMEOUT,
-                                                          self.out))
-                self.cond.wait(left)
-
-    def stderr(self):
-        with self.cond:
-            return "\n".join(l for l in self.err if l is not None)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop_with(self, signo):
-        """Sends signo and returns the exit status (bounded wait)."""
-        self.proc.send_signal(signo)
-        try:
-            return self.proc.wait(timeout=EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise Failure("[%s] server did not exit within %.0f s of %s"
-                          % (self.backend, EXIT_TIMEOUT, signal.Signals(signo).name))
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(timeout=EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-        for t in self.threads:
-            t.join(timeout=EXIT_TIMEOUT)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            stream.close()
-
-
-def connect(port):
-    s = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
-    s.settimeout(IO_TIMEOUT)
-    return s
-
-
-def recv_exactly(sock, n, what):
-    data = bytearray()
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        check(chunk, "%s: connection closed after %d of %d bytes" % (what, len(data), n))
-        data += chunk
-    return bytes(data)
+def start_server(binary, backend):
+    return testlib.Process([binary, "--port", "0", "--backend", backend],
+                           name="echo_server[%s]" % backend)
 
 
 def test_short_echo(server):
@@ -243,19 +139,14 @@ def test_concurrent_clients(server, count=50):
               % (i, IO_TIMEOUT, len(c.inbuf)))
 
 
-def rst_close(sock):
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
-
-
 def test_resetting_clients(server):
     # Connect and reset at once.
     for _ in range(5):
-        rst_close(connect(server.port))
+        testlib.rst_close(connect(server.port))
     # Reset with a request in flight.
     s = connect(server.port)
     s.sendall(b"x" * 1000)
-    rst_close(s)
+    testlib.rst_close(s)
     # Reset while the server has lots of output queued for us (its sends
     # then fail with EPIPE/ECONNRESET, which must not raise SIGPIPE).
     s = connect(server.port)
@@ -264,34 +155,22 @@ def test_resetting_clients(server):
         s.send(b"y" * (4 << 20))
     except BlockingIOError:
         pass
-    rst_close(s)
+    testlib.rst_close(s)
     # The server is still alive and serving.
     test_short_echo(server)
     check(server.alive(), "server died after resetting clients; stderr: %s" % server.stderr())
 
 
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_idle_is_idle(server):
     """An idle server with an idle client must block, not spin (spec C3)."""
-    if not os.path.exists("/proc/%d/stat" % server.proc.pid):
-        return
     with connect(server.port) as s:
         s.sendall(b"ping")
         recv_exactly(s, 4, "idle ping")
-        before = cpu_seconds(server.proc.pid)
-        time.sleep(0.5)  # a measurement window, not synchronisation
-        used = cpu_seconds(server.proc.pid) - before
-    check(used < 0.25, "idle server used %.2f s CPU in 0.5 s (busy loop?)" % used)
+        testlib.check_idle(server, "idle with an idle client")
 
 
 def test_signal_exit(binary, backend, signo, with_client):
-    server = Server(binary, backend)
-    try:
+    with start_server(binary, backend) as server:
         client = connect(server.port) if with_client else None
         try:
             if client:
@@ -303,29 +182,10 @@ def test_signal_exit(binary, backend, signo, with_client):
                 client.close()
         check(status == 0, "[%s] exit status after %s is %s, want 0; stderr: %s"
               % (backend, signal.Signals(signo).name, status, server.stderr()))
-    finally:
-        server.kill()
 
 
 def run_flags(binary, args):
-    try:
-        return subprocess.run([binary] + args, stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=10, text=True)
-    except subprocess.TimeoutExpired:
-        raise Failure("%s did not exit within 10 s" % " ".join(args))
-
-
-def available_backends(binary):
-    res = run_flags(binary, ["--port", "0", "--help"])
-    check(res.returncode == 0, "--help exited %s; stderr: %s" % (res.returncode, res.stderr))
-    check(res.stdout.startswith("usage:"), "--help printed no usage on stdout: %r"
-          % res.stdout)
-    m = re.search(r"--backend NAME\s+event backend: ([\w|]+)", res.stdout)
-    check(m, "cannot find the backend list in --help: %r" % res.stdout)
-    names = m.group(1).split("|")
-    check("auto" in names and "poll" in names and "select" in names,
-          "unexpected backend list %r" % names)
-    return names
+    return testlib.run([binary] + args, timeout=10, text=True)
 
 
 def test_flag_errors(binary, backends):
@@ -361,46 +221,28 @@ def test_flag_errors(binary, backends):
 
 
 def test_backend(binary, backend):
-    server = Server(binary, backend)
-    try:
+    with start_server(binary, backend) as server:
         for test in (test_short_echo, test_one_mebibyte, test_concurrent_clients,
                      test_resetting_clients, test_idle_is_idle):
-            try:
-                test(server)
-            except Failure as e:
-                raise Failure("[%s] %s: %s" % (backend, test.__name__, e))
-            except OSError as e:
-                raise Failure("[%s] %s: %r" % (backend, test.__name__, e))
+            testlib.run_step(backend, test, server)
             check(server.alive(), "[%s] server died during %s; stderr: %s"
                   % (backend, test.__name__, server.stderr()))
-            print("ok   %-7s %s" % (backend, test.__name__), flush=True)
         status = server.stop_with(signal.SIGTERM)
         check(status == 0, "[%s] exit status after SIGTERM is %s; stderr: %s"
               % (backend, status, server.stderr()))
-    finally:
-        server.kill()
     test_signal_exit(binary, backend, signal.SIGINT, with_client=True)
     test_signal_exit(binary, backend, signal.SIGTERM, with_client=False)
     print("ok   %-7s signals" % backend, flush=True)
 
 
-def main(argv):
-    if len(argv) != 2:
-        print("usage: %s PATH_TO_ECHO_SERVER" % argv[0], file=sys.stderr)
-        return 2
-    binary = os.path.abspath(argv[1])
-    try:
-        backends = available_backends(binary)
-        test_flag_errors(binary, [b for b in backends if b != "auto"])
-        print("ok   flags (backends: %s)" % ", ".join(backends), flush=True)
-        for backend in backends:
-            test_backend(binary, backend)
-    except Failure as e:
-        print("FAIL: %s" % e, flush=True)
-        return 1
-    print("PASS", flush=True)
-    return 0
+def body(args):
+    binary = args[0]
+    backends = testlib.available_backends(binary, ["--port", "0"])
+    test_flag_errors(binary, [b for b in backends if b != "auto"])
+    print("ok   flags (backends: %s)" % ", ".join(backends), flush=True)
+    for backend in backends:
+        test_backend(binary, backend)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(testlib.main(body, "PATH_TO_ECHO_SERVER"))

@@ -1,17 +1,20 @@
 // The HTTP/1.0 client from Python's asyncore documentation, as a tool:
 // fetches one URL, writes the body to stdout (as it arrives) and, with -v,
 // the status line and headers to stderr. Exit status 0 for a 2xx answer,
-// 1 otherwise (redirects are not followed); 2 for bad usage.
+// 1 otherwise (redirects are not followed; a body cut short of its
+// Content-Length is a failure too); 2 for bad usage.
 //
 //   bazel run //examples:http_client -- http://127.0.0.1:8080/index.html
 #include <signal.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <string>
 
 #include "core/asyncore.h"
+#include "examples/server_flags.h"
 
 namespace {
 
@@ -66,6 +69,9 @@ class HttpClient : public asyncore::Dispatcher {
   void handle_close() override {
     if (!headers_done_) {
       std::cerr << "http_client: connection closed before a complete response\n";
+    } else if (!complete()) {
+      std::cerr << "http_client: connection closed after " << body_bytes_ << " of "
+                << content_length_ << " body bytes\n";
     }
     close();
   }
@@ -74,6 +80,7 @@ class HttpClient : public asyncore::Dispatcher {
     std::string data = recv(8192);
     if (headers_done_) {
       std::fwrite(data.data(), 1, data.size(), stdout);
+      body_bytes_ += data.size();
       return;
     }
     head_ += data;
@@ -82,8 +89,10 @@ class HttpClient : public asyncore::Dispatcher {
     headers_done_ = true;
     std::string head = head_.substr(0, end);
     parse_status(head);
+    parse_content_length(head);
     if (verbose_) std::cerr << head << "\n\n";
     std::fwrite(head_.data() + end + 4, 1, head_.size() - end - 4, stdout);
+    body_bytes_ = head_.size() - end - 4;
     head_.clear();
   }
 
@@ -102,6 +111,8 @@ class HttpClient : public asyncore::Dispatcher {
 
   // The status code, 0 if no valid status line was seen.
   int status() const { return status_; }
+  // False when a Content-Length promised more body than arrived.
+  bool complete() const { return content_length_ < 0 || body_bytes_ >= content_length_; }
 
  private:
   void parse_status(const std::string& head) {
@@ -115,26 +126,45 @@ class HttpClient : public asyncore::Dispatcher {
     if (*end == '\0' && value >= 100 && value <= 999) status_ = static_cast<int>(value);
   }
 
+  void parse_content_length(const std::string& head) {
+    // "Content-Length: N" (the name in any case) on a line after the first.
+    std::string lower = head;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    constexpr std::string_view kName = "\r\ncontent-length:";
+    size_t at = lower.find(kName);
+    if (at == std::string::npos) return;
+    const char* value = head.c_str() + at + kName.size();
+    char* end = nullptr;
+    long long n = std::strtoll(value, &end, 10);
+    if (end != value && n >= 0 && (*end == '\0' || *end == '\r' || *end == ' ')) {
+      content_length_ = n;
+    }
+  }
+
   bool verbose_;
   std::string buffer_;
   std::string head_;
   bool headers_done_ = false;
   int status_ = 0;
+  long long content_length_ = -1;  // -1: no Content-Length header
+  long long body_bytes_ = 0;
 };
 
-const char kUsage[] =
-    "usage: http_client [-v] [--backend NAME] URL\n"
+std::string usage() {
+  return std::string("usage: http_client [-v] [--backend NAME] URL\n"
     "\n"
     "Fetches http://HOST[:PORT]/PATH with HTTP/1.0 and writes the body to stdout.\n"
     "Exit status: 0 for a 2xx response, 1 otherwise, 2 for bad usage.\n"
     "\n"
     "options:\n"
-    "  -v, --verbose     print the status line and headers to stderr\n"
-    "  --backend NAME    event backend: auto|epoll|poll|select (default auto)\n"
-    "  -h, --help        show this help and exit\n";
+    "  -v, --verbose     print the status line and headers to stderr\n") +
+         "  --backend NAME    event backend: " + examples::backend_choices() +
+         " (default auto)\n" +
+         std::string("  -h, --help        show this help and exit\n");
+}
 
 [[noreturn]] void usage_error(const std::string& message) {
-  std::cerr << "http_client: " << message << "\n\n" << kUsage;
+  std::cerr << "http_client: " << message << "\n\n" << usage();
   std::exit(2);
 }
 
@@ -146,7 +176,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
+      std::cout << usage();
       return 0;
     } else if (arg == "-v" || arg == "--verbose") {
       verbose = true;
@@ -173,7 +203,7 @@ int main(int argc, char** argv) {
     auto client = asyncore::make<HttpClient>(url, verbose);
     asyncore::loop({.timeout = std::nullopt});
     std::fflush(stdout);
-    return client->status() >= 200 && client->status() < 300 ? 0 : 1;
+    return client->status() >= 200 && client->status() < 300 && client->complete() ? 0 : 1;
   } catch (const std::exception& e) {
     std::cerr << "http_client: " << e.what() << "\n";
     return 1;

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "core/asyncore.h"
+#include "examples/server_flags.h"
 #include "core/byte_buffer.h"
 
 namespace {
@@ -156,6 +157,13 @@ class Forwarder : public asyncore::Dispatcher {
 
   void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
     auto receiver = asyncore::make<Receiver>(std::move(sock));
+    // A client that reset before we accepted it has no peer (getpeername
+    // fails, so connected() is false): it would never be read, nor closed
+    // by the select backend, which reports no hang-ups.
+    if (!receiver->connected()) {
+      receiver->close();
+      return;
+    }
     std::shared_ptr<Sender> sender;
     try {
       sender = asyncore::make<Sender>(remote_);
@@ -189,8 +197,8 @@ struct Flags {
   std::string backend = "auto";
 };
 
-const char kUsage[] =
-    "usage: port_forwarder [-l LOCAL_IP] [-p LOCAL_PORT] [-r REMOTE_IP] -P REMOTE_PORT\n"
+std::string usage() {
+  return std::string("usage: port_forwarder [-l LOCAL_IP] [-p LOCAL_PORT] [-r REMOTE_IP] -P REMOTE_PORT\n"
     "                      [--backend NAME]\n"
     "\n"
     "Relays every connection made to the local address to the remote address.\n"
@@ -199,12 +207,14 @@ const char kUsage[] =
     "  -l, --local-ip IP      address to listen on (default 127.0.0.1)\n"
     "  -p, --local-port PORT  port to listen on, 0 picks a free one (default 0)\n"
     "  -r, --remote-ip IP     address to forward to (default 127.0.0.1)\n"
-    "  -P, --remote-port PORT port to forward to (required)\n"
-    "  --backend NAME         event backend: auto|epoll|poll|select (default auto)\n"
-    "  -h, --help             show this help and exit\n";
+    "  -P, --remote-port PORT port to forward to (required)\n") +
+         "  --backend NAME         event backend: " + examples::backend_choices() +
+         " (default auto)\n" +
+         std::string("  -h, --help             show this help and exit\n");
+}
 
 [[noreturn]] void usage_error(const std::string& message) {
-  std::cerr << "port_forwarder: " << message << "\n\n" << kUsage;
+  std::cerr << "port_forwarder: " << message << "\n\n" << usage();
   std::exit(2);
 }
 
@@ -222,7 +232,7 @@ Flags parse_flags(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
+      std::cout << usage();
       std::exit(0);
     }
     std::string value;

@@ -8,13 +8,13 @@
 #include "backends/backend.h"
 
 namespace examples {
-namespace {
-
 std::string backend_choices() {
   std::string out = "auto";
   for (const std::string& name : asyncore::available_backends()) out += "|" + name;
   return out;
 }
+
+namespace {
 
 std::string usage(std::string_view program, std::string_view summary,
                   std::string_view usage_extra) {

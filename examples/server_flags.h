@@ -33,6 +33,9 @@ ServerFlags parse_server_flags(int argc, char** argv, std::string_view summary,
 // The address to listen on, or exit 2 with a message if the host is bad.
 asyncore::Address listen_address(const ServerFlags& flags);
 
+// "auto|epoll|poll|select": the --backend choices this OS offers.
+std::string backend_choices();
+
 // Prints "listening on HOST:PORT" to stdout and flushes (tests wait for it).
 void announce_listening(const asyncore::Address& bound);
 

@@ -1,0 +1,847 @@
+// An HTTP/1.1 file server on asynchat, grown from the request handler in
+// Python's asynchat documentation: the terminator is "\r\n\r\n" while a
+// request head is read, then the Content-Length of the body (an integer
+// terminator), then "\r\n\r\n" again for the next request.
+//
+//   GET/HEAD /path  a file under --root (default: the current directory). A
+//                   directory serves its index.html, or 403 without one (no
+//                   listings); "/dir" redirects to "/dir/" so that relative
+//                   links in its index.html work in a browser.
+//   POST /echo      answers with the request body.
+//
+// HTTP/1.1 connections stay open (keep-alive) and may pipeline requests: the
+// responses go out in request order. HTTP/1.0 closes after each response
+// unless the request says "Connection: keep-alive"; "Connection: close" is
+// honoured in both. Errors: 400 a malformed request line, header or target;
+// 403 a path outside the root (after percent-decoding, once; symlinks that
+// lead out count too) or a non-regular file; 404; 405 another method; 411 a
+// POST without Content-Length (chunked request bodies are not supported);
+// 413 a body over --max-body; 431 a request head over 8 KiB; 505 an HTTP
+// major version other than 1 (HTTP/1.x with x > 1 is served as HTTP/1.1,
+// RFC 9110 section 6.2). Errors after which the input can no longer be split
+// into requests close the connection once the response is sent. A request
+// with "Expect: 100-continue" gets "100 Continue" before its body is read.
+//
+// There is no idle timeout: the library has no timers (spec C7).
+//
+// (bazel run starts in the runfiles directory: pass --root.)
+//   bazel run //examples:http_server -- --port 8080 --root /srv/www
+//   curl -v http://127.0.0.1:8080/index.html
+//   curl --data-binary @notes.txt http://127.0.0.1:8080/echo
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "chat/async_chat.h"
+#include "core/asyncore.h"
+#include "examples/server_flags.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kHeadTerminator = "\r\n\r\n";
+// Request line plus header lines, without the blank line (431 above).
+constexpr size_t kMaxHeadBytes = 8 * 1024;
+constexpr uint64_t kDefaultMaxBody = 1 << 20;
+// Bytes read from a file per FileProducer::more(): one AsyncChat send.
+constexpr size_t kFileChunk = 64 * 1024;
+// A client that sends requests but does not read the responses must not grow
+// the server's memory: above either limit of queued output, the handler
+// stops reading (see HttpHandler::readable()).
+constexpr size_t kMaxQueuedBytes = 256 * 1024;
+constexpr size_t kMaxQueuedEntries = 32;
+
+struct Config {
+  fs::path root;  // canonical
+  uint64_t max_body = kDefaultMaxBody;
+};
+
+// --- Text -------------------------------------------------------------------
+
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(),
+                    [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+}
+
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = ascii_lower(c);
+  return out;
+}
+
+// Without the optional whitespace (spaces and tabs) around a field value.
+std::string_view trim(std::string_view s) {
+  const size_t begin = s.find_first_not_of(" \t");
+  if (begin == std::string_view::npos) return {};
+  return s.substr(begin, s.find_last_not_of(" \t") - begin + 1);
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// RFC 9110 token: methods and header names.
+bool is_token(std::string_view s) {
+  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
+           return is_digit(c) || (ascii_lower(c) >= 'a' && ascii_lower(c) <= 'z') ||
+                  kSymbols.find(c) != std::string_view::npos;
+         });
+}
+
+// Field values may hold visible ASCII, spaces, tabs and non-ASCII bytes; any
+// other control character (a bare CR or LF, NUL...) makes the request bad.
+bool is_field_value(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && c != '\t') || u == 0x7f;
+  });
+}
+
+// The items of a comma-separated header list, trimmed, empty ones skipped.
+std::vector<std::string_view> split_list(std::string_view value) {
+  std::vector<std::string_view> items;
+  while (!value.empty()) {
+    const size_t comma = value.find(',');
+    std::string_view item = trim(value.substr(0, comma));
+    if (!item.empty()) items.push_back(item);
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return items;
+}
+
+int hex_value(char c) {
+  if (is_digit(c)) return c - '0';
+  c = ascii_lower(c);
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+// Decodes %XX escapes once (so "%252e" stays the name "%2e", never ".."):
+// nullopt for a broken escape or a NUL byte, which no file name can hold.
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      const int hi = hex_value(s[i + 1]);
+      const int lo = hex_value(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+    if (c == '\0') return std::nullopt;
+    out += c;
+  }
+  return out;
+}
+
+// Escapes everything but unreserved characters and '/' (for Location).
+std::string percent_encode_path(std::string_view s) {
+  constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (is_digit(c) || (ascii_lower(c) >= 'a' && ascii_lower(c) <= 'z') ||
+        std::string_view("-._~/").find(c) != std::string_view::npos) {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+  return out;
+}
+
+// --- HTTP vocabulary --------------------------------------------------------
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 301: return "Moved Permanently";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Internal Server Error";
+  }
+}
+
+std::string_view content_type(const fs::path& file) {
+  struct Type {
+    std::string_view extension;
+    std::string_view type;
+  };
+  static constexpr Type kTypes[] = {
+      {".html", "text/html; charset=utf-8"},
+      {".htm", "text/html; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"},
+      {".json", "application/json"},
+      {".txt", "text/plain; charset=utf-8"},
+      {".md", "text/markdown; charset=utf-8"},
+      {".csv", "text/csv; charset=utf-8"},
+      {".xml", "application/xml"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".jpg", "image/jpeg"},
+      {".jpeg", "image/jpeg"},
+      {".gif", "image/gif"},
+      {".webp", "image/webp"},
+      {".ico", "image/x-icon"},
+      {".pdf", "application/pdf"},
+      {".wasm", "application/wasm"},
+      {".woff", "font/woff"},
+      {".woff2", "font/woff2"},
+      {".mp4", "video/mp4"},
+      {".webm", "video/webm"},
+      {".mp3", "audio/mpeg"},
+      {".zip", "application/zip"},
+      {".gz", "application/gzip"},
+  };
+  const std::string extension = ascii_lower(file.extension().string());
+  for (const Type& t : kTypes) {
+    if (t.extension == extension) return t.type;
+  }
+  return "application/octet-stream";
+}
+
+// RFC 9110 IMF-fixdate; strftime's day and month names are the "C" locale's
+// because the program never calls setlocale().
+std::string http_date() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[40];
+  const size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return std::string(buf, n);
+}
+
+// --- Requests ---------------------------------------------------------------
+
+struct Request {
+  std::string method;
+  std::string target;
+  int minor_version = 1;  // HTTP/1.<minor_version>
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower case
+  uint64_t content_length = 0;
+  std::string body;
+
+  std::vector<std::string_view> values(std::string_view name) const {
+    std::vector<std::string_view> out;
+    for (const auto& [n, v] : headers) {
+      if (n == name) out.push_back(v);
+    }
+    return out;
+  }
+  bool has(std::string_view name) const { return !values(name).empty(); }
+};
+
+// Parses a request head: the request line and the header lines, separated by
+// CRLF, without the blank line. Returns 0, or the status to answer with: 400
+// for anything malformed, 505 for an HTTP major version other than 1.
+int parse_head(std::string_view head, Request* req) {
+  std::vector<std::string_view> lines;
+  for (size_t start = 0;;) {
+    const size_t end = head.find("\r\n", start);
+    lines.push_back(head.substr(start, end - start));
+    if (end == std::string_view::npos) break;
+    start = end + 2;
+  }
+  // Request line: method SP request-target SP HTTP-version, single spaces.
+  const std::string_view line = lines[0];
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos) return 400;
+  const std::string_view method = line.substr(0, sp1);
+  const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  const std::string_view version = line.substr(sp2 + 1);
+  if (!is_token(method) || target.empty() || !is_field_value(target)) return 400;
+  // "HTTP/" DIGIT "." DIGIT; the format is checked before the number.
+  if (version.size() != 8 || version.substr(0, 5) != "HTTP/" ||
+      !is_digit(version[5]) || version[6] != '.' || !is_digit(version[7])) {
+    return 400;
+  }
+  req->method = method;
+  req->target = target;
+  req->minor_version = version[7] - '0';
+
+  for (size_t i = 1; i < lines.size(); ++i) {
+    const std::string_view field = lines[i];
+    const size_t colon = field.find(':');
+    // No whitespace before the colon, no obsolete line folding (RFC 9112
+    // section 5): both are how requests get smuggled past proxies.
+    if (colon == std::string_view::npos || !is_token(field.substr(0, colon))) {
+      return 400;
+    }
+    const std::string_view value = trim(field.substr(colon + 1));
+    if (!is_field_value(value)) return 400;
+    req->headers.emplace_back(ascii_lower(field.substr(0, colon)), value);
+  }
+  if (version[5] != '1') return 505;
+  // HTTP/1.1 requires exactly one Host (RFC 9112 section 3.2).
+  if (req->minor_version >= 1 && req->values("host").size() != 1) return 400;
+
+  // Content-Length: digits, every copy the same; saturates so that a huge
+  // value ends as 413 rather than as a parse error.
+  std::optional<uint64_t> length;
+  for (std::string_view v : req->values("content-length")) {
+    const std::vector<std::string_view> items = split_list(v);
+    if (items.empty()) return 400;
+    for (std::string_view item : items) {
+      uint64_t n = 0;
+      for (char c : item) {
+        if (!is_digit(c)) return 400;
+        const uint64_t digit = c - '0';
+        n = n > (UINT64_MAX - digit) / 10 ? UINT64_MAX : n * 10 + digit;
+      }
+      if (length && *length != n) return 400;
+      length = n;
+    }
+  }
+  req->content_length = length.value_or(0);
+  return 0;
+}
+
+// "Connection: close" ends the connection after the response; without it an
+// HTTP/1.1 connection stays open, an HTTP/1.0 one only with "keep-alive".
+bool wants_keep_alive(const Request& req) {
+  bool says_close = false;
+  bool says_keep_alive = false;
+  for (std::string_view v : req.values("connection")) {
+    for (std::string_view option : split_list(v)) {
+      says_close |= iequals(option, "close");
+      says_keep_alive |= iequals(option, "keep-alive");
+    }
+  }
+  return !says_close && (req.minor_version >= 1 || says_keep_alive);
+}
+
+struct Target {
+  std::string path;       // percent-decoded, starts with '/'
+  std::string_view query;  // raw, with its '?', or empty
+};
+
+// Origin form ("/a/b?q") or absolute form ("http://host/a/b?q", which proxies
+// send and servers must accept); nullopt for anything else.
+std::optional<Target> parse_target(std::string_view target) {
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() > scheme.size() && iequals(target.substr(0, scheme.size()), scheme)) {
+      target.remove_prefix(scheme.size());
+      const size_t slash = target.find('/');
+      target = slash == std::string_view::npos ? "/" : target.substr(slash);
+      break;
+    }
+  }
+  if (target.empty() || target[0] != '/') return std::nullopt;
+  const size_t question = target.find('?');
+  Target out;
+  if (question != std::string_view::npos) out.query = target.substr(question);
+  std::optional<std::string> path = percent_decode(target.substr(0, question));
+  if (!path) return std::nullopt;
+  out.path = std::move(*path);
+  return out;
+}
+
+// --- Files ------------------------------------------------------------------
+
+// What a GET or HEAD target maps to under the root.
+struct Resource {
+  int status = 404;      // 200, 301, 403 or 404
+  fs::path file;         // 200: the file, canonical
+  uint64_t size = 0;     // 200: its length
+  std::string location;  // 301: the directory's URL, with its slash
+};
+
+Resource with_status(int status) {
+  Resource r;
+  r.status = status;
+  return r;
+}
+
+bool is_within(const fs::path& path, const fs::path& root) {
+  return std::mismatch(root.begin(), root.end(), path.begin(), path.end()).first ==
+         root.end();
+}
+
+// The canonical file for `path` (which must exist), or 403 when it, or a
+// symlink on the way, leads out of the root.
+Resource check_file(const fs::path& path, const fs::path& root) {
+  std::error_code ec;
+  Resource r;
+  r.file = fs::canonical(path, ec);
+  if (ec) {
+    const bool missing = ec == std::errc::no_such_file_or_directory ||
+                         ec == std::errc::not_a_directory;
+    r.status = missing ? 404 : 403;
+    return r;
+  }
+  if (!is_within(r.file, root)) {
+    r.status = 403;
+    return r;
+  }
+  struct stat st {};
+  if (::stat(r.file.c_str(), &st) != 0) {
+    r.status = 404;
+  } else if (S_ISREG(st.st_mode)) {
+    r.status = 200;
+    r.size = static_cast<uint64_t>(st.st_size);
+  } else {
+    r.status = 403;  // directories are handled by resolve(); FIFOs, devices...
+  }
+  return r;
+}
+
+// Maps a decoded URL path to a file. ".." is resolved on the text first (a
+// path climbing above the root is refused before touching the file system),
+// then the result is canonicalised so that symlinks cannot lead out either.
+// The file is opened later (FileProducer), so a symlink swapped in between
+// could still escape; openat2(RESOLVE_BENEATH) would close that window.
+Resource resolve(const fs::path& root, const Target& target) {
+  std::vector<std::string_view> segments;
+  std::string_view rest = target.path;
+  while (!rest.empty()) {
+    const size_t slash = rest.find('/');
+    const std::string_view segment = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    if (segment.empty() || segment == ".") continue;
+    if (segment != "..") {
+      segments.push_back(segment);
+    } else if (segments.empty()) {
+      return with_status(403);
+    } else {
+      segments.pop_back();
+    }
+  }
+  fs::path path = root;
+  std::string normalised;  // the URL path again, for a redirect
+  for (std::string_view segment : segments) {
+    path /= segment;
+    normalised += "/";
+    normalised += segment;
+  }
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    // "/file.html/" names a directory that is not there.
+    return target.path.back() == '/' ? with_status(404) : check_file(path, root);
+  }
+  // A directory: first make sure it is one of ours.
+  const fs::path dir = fs::canonical(path, ec);
+  if (ec || !is_within(dir, root)) return with_status(ec ? 404 : 403);
+  if (target.path.back() != '/') {
+    Resource redirect = with_status(301);
+    redirect.location = percent_encode_path(normalised + "/") + std::string(target.query);
+    return redirect;
+  }
+  Resource index = check_file(dir / "index.html", root);
+  if (index.status == 404) index.status = 403;  // no listings
+  return index;
+}
+
+// Sends a response head and then `length` bytes of a file, kFileChunk per
+// more(), so that a large file never sits in memory. The head goes out with
+// the first chunk: one send, and no small segment for Nagle to hold back.
+// The file is opened by the first more(), when the response reaches the head
+// of the output queue: a burst of pipelined requests then holds one
+// descriptor per connection, not one per request. If the file no longer has
+// the bytes announced in Content-Length (removed or truncated since), the
+// response cannot be completed and `abort` is called; it closes the
+// connection, the only way left to tell the client (nginx does the same).
+class FileProducer : public asynchat::Producer {
+ public:
+  FileProducer(std::string head, fs::path file, uint64_t length,
+               std::function<void()> abort)
+      : head_(std::move(head)),
+        file_(std::move(file)),
+        remaining_(length),
+        abort_(std::move(abort)) {}
+
+  std::string more() override {
+    std::string chunk = std::exchange(head_, {});
+    if (remaining_ == 0) return chunk;
+    if (!fd_.is_open()) {
+      // O_NONBLOCK: a FIFO swapped in since the check must not block the loop.
+      fd_ = asyncore::Socket(::open(file_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    }
+    const size_t start = chunk.size();
+    chunk.resize(start + std::min<uint64_t>(kFileChunk, remaining_));
+    ssize_t n = -1;
+    if (fd_.is_open()) {
+      do {
+        n = ::pread(fd_.fileno(), chunk.data() + start, chunk.size() - start,
+                    static_cast<off_t>(offset_));
+      } while (n < 0 && errno == EINTR);
+    }
+    if (n <= 0) {
+      remaining_ = 0;
+      fd_ = asyncore::Socket();
+      abort_();
+      return {};
+    }
+    chunk.resize(start + static_cast<size_t>(n));
+    offset_ += static_cast<uint64_t>(n);
+    remaining_ -= static_cast<uint64_t>(n);
+    if (remaining_ == 0) fd_ = asyncore::Socket();  // done: release the fd now
+    return chunk;
+  }
+
+ private:
+  std::string head_;  // sent with the first chunk
+  fs::path file_;
+  asyncore::Socket fd_;  // Socket owns any descriptor, a file's too
+  uint64_t offset_ = 0;
+  uint64_t remaining_;
+  std::function<void()> abort_;
+};
+
+// --- The server -------------------------------------------------------------
+
+class HttpHandler : public asynchat::AsyncChat {
+ public:
+  HttpHandler(asyncore::Socket sock, const Config* config)
+      : AsyncChat(std::move(sock)), config_(config) {
+    set_terminator(kHeadTerminator);
+    // Responses are written as soon as they are ready: a head then a body,
+    // several pipelined answers. Under Nagle's algorithm each small write
+    // after the first waits for the client's delayed ACK, ~40 ms a response.
+    // A failure only costs speed, so it is ignored.
+    const int on = 1;
+    ::setsockopt(socket().fileno(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  }
+
+  void collect_incoming_data(std::string_view data) override {
+    switch (state_) {
+      case State::kHead:
+        if (head_.size() + data.size() > kMaxHeadBytes) {
+          fail(431, "request header fields too large\n");
+          return;
+        }
+        head_.append(data);
+        return;
+      case State::kBody:
+        request_.body.append(data);
+        return;
+      case State::kDone:
+        return;  // input after the last response: dropped
+    }
+  }
+
+  void found_terminator() override {
+    if (state_ == State::kHead) {
+      start_request();
+    } else if (state_ == State::kBody) {
+      state_ = State::kHead;
+      set_terminator(kHeadTerminator);
+      respond();
+    }
+  }
+
+  // Back-pressure: no new requests are read while this much output waits.
+  // Pipelined requests already read are still answered; each read is at most
+  // ac_in_buffer_size bytes, so what one read can queue is bounded too.
+  bool readable() override {
+    if (peer_gone_) return false;
+    return queued_bytes() < kMaxQueuedBytes && queued_entries() < kMaxQueuedEntries;
+  }
+
+  // Every end of a connection arrives here: EOF or a reset seen by recv or
+  // send, HUP/ERR from the poller, and the close_when_done() marker. AsyncChat
+  // would close at once and drop queued responses (spec C9), so:
+  void handle_close() override {
+    if (queued_entries() > 0 && !peer_gone_) {
+      // The client half-closed after its last request (or reset: then the
+      // next send fails and brings us back here): send what is queued first.
+      peer_gone_ = true;
+      stop_reading();
+      if (!close_queued_) queue_close();
+      return;
+    }
+    if (close_queued_ && queued_entries() == 0 && !peer_gone_ && !lingering_) {
+      // The marker after the last response. Closing now, with request bytes
+      // still unread (an oversized body, say), would send a RST that can
+      // destroy the response before the client reads it. Send FIN instead
+      // and close when the client does, dropping what it still sends.
+      lingering_ = true;
+      ::shutdown(socket().fileno(), SHUT_WR);
+      return;
+    }
+    close();
+  }
+
+  // A bug or an unexpected error (bad_alloc...) on one connection must not
+  // stop the server: log it, drop the connection.
+  void handle_error() override {
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      log_info(std::string("closing connection: ") + e.what(), "error");
+    } catch (...) {
+      log_info("closing connection: unknown exception", "error");
+    }
+    close();
+  }
+
+ private:
+  enum class State {
+    kHead,  // reading a request line and headers, up to "\r\n\r\n"
+    kBody,  // reading Content-Length bytes of body
+    kDone,  // the connection ends after the queued output; input is dropped
+  };
+
+  void start_request() {
+    std::string head = std::exchange(head_, {});
+    // Clients may send CRLFs between requests (RFC 9112 section 2.2).
+    const size_t start = head.find_first_not_of("\r\n");
+    if (start == std::string::npos) return;
+    request_ = Request{};
+    keep_alive_ = false;  // until the request is known to be well-formed
+    if (int status = parse_head(std::string_view(head).substr(start), &request_)) {
+      return fail(status, status == 505 ? "HTTP version not supported\n"
+                                        : "malformed request\n");
+    }
+    keep_alive_ = wants_keep_alive(request_);
+    // Without Content-Length the body cannot be delimited: refuse, and close
+    // since the bytes that follow may be that body.
+    if (request_.has("transfer-encoding")) {
+      return fail(411, "chunked request bodies are not supported: send Content-Length\n");
+    }
+    if (request_.method == "POST" && !request_.has("content-length")) {
+      return fail(411, "POST needs a Content-Length\n");
+    }
+    if (request_.content_length > config_->max_body) {
+      return fail(413, "request body larger than " + std::to_string(config_->max_body) +
+                           " bytes\n");
+    }
+    if (request_.content_length == 0) return respond();
+    // curl, for one, waits for this before sending a large body.
+    for (std::string_view expect : request_.values("expect")) {
+      if (iequals(expect, "100-continue") && request_.minor_version >= 1) {
+        push("HTTP/1.1 100 Continue\r\n\r\n");
+      }
+    }
+    state_ = State::kBody;
+    set_terminator(request_.content_length);
+  }
+
+  void respond() {
+    const std::string& method = request_.method;
+    if (method != "GET" && method != "HEAD" && method != "POST") {
+      return send_text(405, "method not allowed\n", "Allow: GET, HEAD, POST\r\n");
+    }
+    std::optional<Target> target = parse_target(request_.target);
+    if (!target) return send_text(400, "bad request target\n");
+    if (method == "POST") {
+      if (target->path != "/echo") {
+        return send_text(405, "only /echo accepts POST\n", "Allow: GET, HEAD\r\n");
+      }
+      return echo();
+    }
+    Resource resource = resolve(config_->root, *target);
+    switch (resource.status) {
+      case 200:
+        return send_file(resource);
+      case 301:
+        return send_text(301, "moved to " + resource.location + "\n",
+                         "Location: " + resource.location + "\r\n");
+      case 403:
+        return send_text(403, "forbidden\n");
+      default:
+        return send_text(404, "not found\n");
+    }
+  }
+
+  void send_file(const Resource& resource) {
+    std::string head = response_head(200, resource.size, content_type(resource.file));
+    if (request_.method == "HEAD") {
+      push(std::move(head));
+    } else {
+      push_with_producer(std::make_unique<FileProducer>(
+          std::move(head), resource.file, resource.size, [this] { abort_response(); }));
+    }
+    end_response();
+  }
+
+  void echo() {
+    std::vector<std::string_view> types = request_.values("content-type");
+    std::string type(types.empty() ? "application/octet-stream" : types.front());
+    push(response_head(200, request_.body.size(), type));
+    push(std::move(request_.body));
+    end_response();
+  }
+
+  // A short text/plain response; a HEAD request gets the headers only.
+  void send_text(int status, std::string_view text, std::string_view extra_headers = {}) {
+    std::string out =
+        response_head(status, text.size(), "text/plain; charset=utf-8", extra_headers);
+    if (request_.method != "HEAD") out += text;
+    push(std::move(out));
+    end_response();
+  }
+
+  // An error after which the input cannot be trusted to hold whole requests:
+  // answer, then close.
+  void fail(int status, std::string_view text) {
+    keep_alive_ = false;
+    send_text(status, text);
+  }
+
+  std::string response_head(int status, uint64_t length, std::string_view type,
+                            std::string_view extra_headers = {}) const {
+    std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
+    out += reason_phrase(status);
+    out += "\r\nDate: " + http_date() + "\r\nServer: asyncore++\r\nContent-Type: ";
+    out += type;
+    out += "\r\nContent-Length: " + std::to_string(length) + "\r\n";
+    out += extra_headers;
+    if (!keep_alive_) {
+      out += "Connection: close\r\n";
+    } else if (request_.minor_version == 0) {
+      out += "Connection: keep-alive\r\n";  // HTTP/1.0 needs it spelt out
+    }
+    out += "\r\n";
+    return out;
+  }
+
+  void end_response() {
+    request_ = Request{};
+    if (!keep_alive_) {
+      stop_reading();
+      queue_close();
+    }
+  }
+
+  // Requests already buffered behind this one are dropped, not answered.
+  void stop_reading() {
+    state_ = State::kDone;
+    set_terminator(nullptr);
+  }
+
+  void queue_close() {
+    close_queued_ = true;
+    close_when_done();
+  }
+
+  // Called by a FileProducer that cannot deliver what its headers promised.
+  // It runs inside AsyncChat::initiate_send(), which stops sending once the
+  // channel is closed; the queue is left alone until the handler goes away.
+  void abort_response() {
+    log_info("file changed while being sent; closing connection", "error");
+    stop_reading();
+    close();
+  }
+
+  const Config* config_;
+  State state_ = State::kHead;
+  std::string head_;   // the request head read so far
+  Request request_;    // the request being read or answered
+  bool keep_alive_ = false;
+  bool close_queued_ = false;  // close_when_done() called
+  bool peer_gone_ = false;     // EOF or reset seen with output still queued
+  bool lingering_ = false;     // FIN sent, waiting for the client's
+};
+
+class HttpServer : public asyncore::Dispatcher {
+ public:
+  HttpServer(const asyncore::Address& address, Config config)
+      : config_(std::move(config)) {
+    create_socket(address.family(), SOCK_STREAM);
+    set_reuse_addr();
+    bind(address);
+    listen(128);
+  }
+
+  void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
+    asyncore::make<HttpHandler>(std::move(sock), &config_);
+  }
+
+  // Keep serving when accept() fails (EMFILE...): log instead of closing.
+  void handle_error() override {
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      log_info(std::string("accept failed: ") + e.what(), "error");
+    }
+  }
+
+ private:
+  Config config_;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::cerr << "http_server: " << message << "\n";
+  std::exit(2);
+}
+
+Config parse_config(const examples::ServerFlags& flags) {
+  Config config;
+  const std::string& root = flags.extra.at("root");
+  std::error_code ec;
+  config.root = fs::canonical(root, ec);
+  if (ec || !fs::is_directory(config.root, ec)) {
+    usage_error("--root " + root + ": not a directory");
+  }
+  const std::string& max_body = flags.extra.at("max-body");
+  char* end = nullptr;
+  errno = 0;
+  config.max_body = std::strtoull(max_body.c_str(), &end, 10);
+  if (max_body.empty() || !is_digit(max_body[0]) || *end != '\0' || errno == ERANGE) {
+    usage_error("--max-body " + max_body + ": not a byte count");
+  }
+  return config;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto flags = examples::parse_server_flags(
+      argc, argv,
+      "Serves the files under --root over HTTP/1.1 (GET, HEAD) and answers "
+      "POST /echo with the request body.",
+      {{"root", "."}, {"max-body", std::to_string(kDefaultMaxBody)}},
+      "  --root DIR       directory to serve (default: the current directory)\n"
+      "  --max-body N     largest request body in bytes (default 1048576)\n");
+  Config config = parse_config(flags);
+  ::signal(SIGPIPE, SIG_IGN);
+  try {
+    asyncore::socket_map().set_backend(flags.backend);
+    auto server =
+        asyncore::make<HttpServer>(examples::listen_address(flags), std::move(config));
+    asyncore::make<asyncore::SignalDispatcher>(std::vector<int>{SIGINT, SIGTERM});
+    examples::announce_listening(server->socket().getsockname());
+    asyncore::loop({.timeout = std::nullopt});
+  } catch (const std::exception& e) {
+    std::cerr << "http_server: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
