@@ -72,7 +72,9 @@ void AsyncChat::process_input() {
     }
     const std::string& term = t.string();
     const std::string_view buffered = in_.view();
-    const size_t index = buffered.find(term);
+    // One byte (the common "\n"): memchr, not a memcmp per candidate.
+    const size_t index = term.size() == 1 ? buffered.find(term[0])
+                                          : buffered.find(term);
     if (index != std::string_view::npos) {
       const size_t skip = index + term.size();
       if (index > 0) collect_incoming_data(buffered.substr(0, index));
@@ -145,7 +147,10 @@ void AsyncChat::initiate_send() {
       return;
     }
     if (first.producer) {
-      std::string data = first.producer->more();
+      Producer* producer = first.producer.get();
+      std::string data = producer->more();
+      // more() is user code: it may have discarded or changed the queue.
+      if (fifo_.empty() || fifo_.front().producer.get() != producer) continue;
       if (data.empty()) {
         fifo_.pop_front();
       } else {

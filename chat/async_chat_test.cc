@@ -769,6 +769,41 @@ TEST(AsynchatSupplementary, S26_EmptyPushAndCloseWhenDone) {
   }
 }
 
+// A producer that empties the queue from inside more() (found by the fuzzer:
+// initiate_send() used to pop from the then-empty queue).
+TEST(AsynchatSupplementary, ProducerDiscardingTheQueueInsideMore) {
+  class Discarding : public Producer {
+   public:
+    explicit Discarding(AsyncChat* chat) : chat_(chat) {}
+    std::string more() override {
+      chat_->discard_buffers();
+      return "";
+    }
+
+   private:
+    AsyncChat* chat_;
+  };
+  ChannelMap map;
+  ChatAndPeer p = chat_pair(map, "\n");
+  p.chat->push_with_producer(std::make_unique<Discarding>(p.chat.get()));
+  EXPECT_EQ(p.chat->queued_entries(), 0u);
+  p.chat->push("still works\n");
+  EXPECT_EQ(drain(p.peer), "still works\n");
+  EXPECT_EQ(p.chat->errors, std::vector<std::string>{});
+}
+
+// An absurd read size is an error, not an endless loop (found by the fuzzer:
+// ByteBuffer's capacity doubling overflowed to 0).
+TEST(AsynchatSupplementary, HugeInBufferSizeFailsCleanly) {
+  ChannelMap map;
+  ChatAndPeer p = chat_pair(map, "\n");
+  p.chat->ac_in_buffer_size = SIZE_MAX;
+  ASSERT_TRUE(write_all(p.peer, "x\n"));
+  // Thrown from the handler, so the loop would route it to handle_error().
+  EXPECT_THROW(p.chat->handle_read(), std::length_error);
+  EXPECT_THROW(asyncore::ByteBuffer().prepare(SIZE_MAX), std::length_error);
+}
+
 class AsynchatLoop : public BackendTest {};
 
 // S27: over loopback TCP, where the connect completes asynchronously.

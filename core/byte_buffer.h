@@ -7,8 +7,10 @@
 #define ASYNCOREPP_CORE_BYTE_BUFFER_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string_view>
 
 namespace asyncore {
@@ -56,8 +58,9 @@ class ByteBuffer {
     if (begin_ >= live && capacity_ - live >= n) {
       std::memmove(data_.get(), data_.get() + begin_, live);  // slide down
     } else {
+      if (n > max_size() - live) throw std::length_error("ByteBuffer too large");
       size_t cap = capacity_ ? capacity_ : 256;
-      while (cap - live < n) cap *= 2;
+      while (cap - live < n) cap = cap > max_size() / 2 ? max_size() : cap * 2;
       std::unique_ptr<char[]> bigger(new char[cap]);
       if (live) std::memcpy(bigger.get(), data_.get() + begin_, live);
       data_ = std::move(bigger);
@@ -66,6 +69,8 @@ class ByteBuffer {
     begin_ = 0;
     end_ = live;
   }
+
+  static constexpr size_t max_size() { return SIZE_MAX / 2; }
 
   std::unique_ptr<char[]> data_;
   size_t capacity_ = 0;
