@@ -8,7 +8,6 @@
 //
 //   bazel run //examples:chat_server -- --port 7000
 //   python3 -c "import socket; ..."   (or: nc 127.0.0.1 7000)
-#include <signal.h>
 
 #include <iostream>
 #include <memory>
@@ -17,7 +16,7 @@
 
 #include "chat/async_chat.h"
 #include "core/asyncore.h"
-#include "examples/server_flags.h"
+#include "examples/server_common.h"
 
 namespace {
 
@@ -121,26 +120,12 @@ void Room::broadcast(const std::string& line, const ChatClient* from) {
   }
 }
 
-class ChatServer : public asyncore::Dispatcher {
+class ChatServer : public examples::TcpListener {
  public:
-  explicit ChatServer(const asyncore::Address& address) {
-    create_socket(address.family(), SOCK_STREAM);
-    set_reuse_addr();
-    bind(address);
-    listen(128);
-  }
+  using TcpListener::TcpListener;
 
   void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
     asyncore::make<ChatClient>(std::move(sock), &room_);
-  }
-
-  // Keep serving when accept() fails (EMFILE...): log instead of closing.
-  void handle_error() override {
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      log_info(std::string("accept failed: ") + e.what(), "error");
-    }
   }
 
  private:
@@ -154,16 +139,9 @@ int main(int argc, char** argv) {
       argc, argv,
       "A line-based chat room: the first line is your nickname, then every "
       "line goes to everyone else.");
-  ::signal(SIGPIPE, SIG_IGN);
-  try {
-    asyncore::socket_map().set_backend(flags.backend);
-    auto server = asyncore::make<ChatServer>(examples::listen_address(flags));
-    asyncore::make<asyncore::SignalDispatcher>(std::vector<int>{SIGINT, SIGTERM});
-    examples::announce_listening(server->socket().getsockname());
-    asyncore::loop({.timeout = std::nullopt});
-  } catch (const std::exception& e) {
-    std::cerr << "chat_server: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+  return examples::run_server(
+      "chat_server", flags.backend, examples::listen_address(flags),
+      [](const asyncore::Address& address) {
+        return asyncore::make<ChatServer>(address);
+      });
 }

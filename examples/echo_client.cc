@@ -12,7 +12,7 @@
 #include <string>
 
 #include "core/asyncore.h"
-#include "examples/server_flags.h"
+#include "examples/server_common.h"
 
 namespace {
 

@@ -31,7 +31,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,7 +52,7 @@
 
 #include "chat/async_chat.h"
 #include "core/asyncore.h"
-#include "examples/server_flags.h"
+#include "examples/server_common.h"
 
 namespace {
 
@@ -770,27 +769,13 @@ class HttpHandler : public asynchat::AsyncChat {
   bool lingering_ = false;     // FIN sent, waiting for the client's
 };
 
-class HttpServer : public asyncore::Dispatcher {
+class HttpServer : public examples::TcpListener {
  public:
   HttpServer(const asyncore::Address& address, Config config)
-      : config_(std::move(config)) {
-    create_socket(address.family(), SOCK_STREAM);
-    set_reuse_addr();
-    bind(address);
-    listen(128);
-  }
+      : TcpListener(address), config_(std::move(config)) {}
 
   void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
     asyncore::make<HttpHandler>(std::move(sock), &config_);
-  }
-
-  // Keep serving when accept() fails (EMFILE...): log instead of closing.
-  void handle_error() override {
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      log_info(std::string("accept failed: ") + e.what(), "error");
-    }
   }
 
  private:
@@ -831,17 +816,9 @@ int main(int argc, char** argv) {
       "  --root DIR       directory to serve (default: the current directory)\n"
       "  --max-body N     largest request body in bytes (default 1048576)\n");
   Config config = parse_config(flags);
-  ::signal(SIGPIPE, SIG_IGN);
-  try {
-    asyncore::socket_map().set_backend(flags.backend);
-    auto server =
-        asyncore::make<HttpServer>(examples::listen_address(flags), std::move(config));
-    asyncore::make<asyncore::SignalDispatcher>(std::vector<int>{SIGINT, SIGTERM});
-    examples::announce_listening(server->socket().getsockname());
-    asyncore::loop({.timeout = std::nullopt});
-  } catch (const std::exception& e) {
-    std::cerr << "http_server: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+  return examples::run_server(
+      "http_server", flags.backend, examples::listen_address(flags),
+      [&config](const asyncore::Address& address) {
+        return asyncore::make<HttpServer>(address, std::move(config));
+      });
 }

@@ -10,7 +10,6 @@
 // more than kHighWater bytes waiting (backpressure, bounded memory).
 //
 //   bazel run //examples:port_forwarder -- -p 9000 -r 127.0.0.1 -P 8080
-#include <signal.h>
 #include <sys/socket.h>
 
 #include <cstdlib>
@@ -18,7 +17,7 @@
 #include <string>
 
 #include "core/asyncore.h"
-#include "examples/server_flags.h"
+#include "examples/server_common.h"
 #include "core/byte_buffer.h"
 
 namespace {
@@ -145,15 +144,10 @@ class Sender : public Endpoint {
   void handle_connect() override {}
 };
 
-class Forwarder : public asyncore::Dispatcher {
+class Forwarder : public examples::TcpListener {
  public:
   Forwarder(const asyncore::Address& local, asyncore::Address remote)
-      : remote_(std::move(remote)) {
-    create_socket(local.family(), SOCK_STREAM);
-    set_reuse_addr();
-    bind(local);
-    listen(128);
-  }
+      : TcpListener(local), remote_(std::move(remote)) {}
 
   void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
     auto receiver = asyncore::make<Receiver>(std::move(sock));
@@ -174,15 +168,6 @@ class Forwarder : public asyncore::Dispatcher {
     }
     receiver->pair_with(sender.get());
     sender->pair_with(receiver.get());
-  }
-
-  // Keep forwarding when accept() fails (EMFILE...): log instead of closing.
-  void handle_error() override {
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      log_info(std::string("accept failed: ") + e.what(), "error");
-    }
   }
 
  private:
@@ -268,28 +253,19 @@ int main(int argc, char** argv) {
   Flags flags = parse_flags(argc, argv);
   uint16_t local_port = parse_port(flags.local_port, "local port");
   uint16_t remote_port = parse_port(flags.remote_port, "remote port");
-  ::signal(SIGPIPE, SIG_IGN);
+  bool known = flags.backend == "auto";
+  for (const std::string& b : asyncore::available_backends()) known |= b == flags.backend;
+  if (!known) usage_error("backend '" + flags.backend + "' is not available here");
+  asyncore::Address local, remote;
   try {
-    try {
-      asyncore::socket_map().set_backend(flags.backend);
-    } catch (const std::invalid_argument& e) {
-      usage_error(e.what());
-    }
-    asyncore::Address local, remote;
-    try {
-      local = asyncore::Address::inet(flags.local_ip, local_port);
-      remote = asyncore::Address::inet(flags.remote_ip, remote_port);
-    } catch (const std::invalid_argument& e) {
-      usage_error(e.what());
-    }
-    auto forwarder = asyncore::make<Forwarder>(local, remote);
-    asyncore::make<asyncore::SignalDispatcher>(std::vector<int>{SIGINT, SIGTERM});
-    std::cout << "listening on " << forwarder->socket().getsockname().to_string()
-              << std::endl;
-    asyncore::loop({.timeout = std::nullopt});
-  } catch (const std::exception& e) {
-    std::cerr << "port_forwarder: " << e.what() << "\n";
-    return 1;
+    local = asyncore::Address::inet(flags.local_ip, local_port);
+    remote = asyncore::Address::inet(flags.remote_ip, remote_port);
+  } catch (const std::invalid_argument& e) {
+    usage_error(e.what());
   }
-  return 0;
+  return examples::run_server(
+      "port_forwarder", flags.backend, local,
+      [&remote](const asyncore::Address& address) {
+        return asyncore::make<Forwarder>(address, remote);
+      });
 }

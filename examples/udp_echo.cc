@@ -2,13 +2,12 @@
 // back to where it came from.
 //
 //   bazel run //examples:udp_echo -- --port 9999
-#include <signal.h>
 
 #include <cerrno>
 #include <iostream>
 
 #include "core/asyncore.h"
-#include "examples/server_flags.h"
+#include "examples/server_common.h"
 
 namespace {
 
@@ -37,15 +36,9 @@ class UdpEcho : public asyncore::Dispatcher {
 int main(int argc, char** argv) {
   auto flags = examples::parse_server_flags(
       argc, argv, "Echoes every UDP datagram back to its sender.");
-  try {
-    asyncore::socket_map().set_backend(flags.backend);
-    auto server = asyncore::make<UdpEcho>(examples::listen_address(flags));
-    asyncore::make<asyncore::SignalDispatcher>(std::vector<int>{SIGINT, SIGTERM});
-    examples::announce_listening(server->socket().getsockname());
-    asyncore::loop({.timeout = std::nullopt});
-  } catch (const std::exception& e) {
-    std::cerr << "udp_echo: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+  return examples::run_server(
+      "udp_echo", flags.backend, examples::listen_address(flags),
+      [](const asyncore::Address& address) {
+        return asyncore::make<UdpEcho>(address);
+      });
 }

@@ -1,4 +1,6 @@
-#include "examples/server_flags.h"
+#include "examples/server_common.h"
+
+#include <signal.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -6,6 +8,9 @@
 #include <stdexcept>
 
 #include "backends/backend.h"
+#include "core/channel_map.h"
+#include "core/loop.h"
+#include "core/signals.h"
 
 namespace examples {
 std::string backend_choices() {
@@ -111,6 +116,37 @@ asyncore::Address listen_address(const ServerFlags& flags) {
 void announce_listening(const asyncore::Address& bound) {
   std::printf("listening on %s\n", bound.to_string().c_str());
   std::fflush(stdout);
+}
+
+TcpListener::TcpListener(const asyncore::Address& address, int backlog) {
+  create_socket(address.family(), SOCK_STREAM);
+  set_reuse_addr();
+  bind(address);
+  listen(backlog);
+}
+
+void TcpListener::handle_error() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    log_info(std::string("accept failed: ") + e.what(), "error");
+  }
+}
+
+int run_server(std::string_view program, std::string_view backend,
+               const asyncore::Address& address, const ServerFactory& make_server) {
+  ::signal(SIGPIPE, SIG_IGN);  // sockets use MSG_NOSIGNAL; this covers pipes
+  try {
+    asyncore::socket_map().set_backend(backend);
+    std::shared_ptr<asyncore::Dispatcher> server = make_server(address);
+    asyncore::make<asyncore::SignalDispatcher>(std::vector<int>{SIGINT, SIGTERM});
+    announce_listening(server->socket().getsockname());
+    asyncore::loop({.timeout = std::nullopt});
+  } catch (const std::exception& e) {
+    std::cerr << program << ": " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace examples
