@@ -53,6 +53,22 @@ FILES = {
     "data.bin": (bytes(range(256)) * 4, "application/octet-stream"),
 }
 BIG_SIZE = 5 * MIB
+CHROMIUM = "/usr/bin/chromium"
+# A page whose script the browser must fetch and run, and which POSTs to
+# /echo: the DOM Chromium dumps shows both worked.
+BROWSER_PAGE = {
+    "browser.html": b"""<!doctype html><html><head><title>t</title>
+<script src="/browser.js"></script></head><body><p id="js">no script</p>
+<p id="echo">no echo</p></body></html>
+""",
+    "browser.js": b"""window.addEventListener("load", () => {
+  document.getElementById("js").textContent = "script ran";
+  fetch("/echo", {method: "POST", body: "posted by the browser"})
+      .then(r => r.text())
+      .then(t => { document.getElementById("echo").textContent = "echo:" + t; });
+});
+""",
+}
 
 
 def make_site(base):
@@ -73,6 +89,9 @@ def make_site(base):
     os.symlink(os.path.join(outside, "secret.txt"), os.path.join(root, "escape.txt"))
     os.symlink("../../outside/secret.txt", os.path.join(root, "sub", "relative-escape.txt"))
     os.symlink("page.txt", os.path.join(root, "sub", "link-inside.txt"))
+    for path, data in BROWSER_PAGE.items():
+        with open(os.path.join(root, path), "wb") as f:
+            f.write(data)
     return root
 
 
@@ -655,6 +674,27 @@ def test_browser(site):
         c.expect_open("browser connection")
 
 
+def test_real_browser(site):
+    """Headless Chromium loads a page, runs its script and POSTs to /echo."""
+    if not os.path.exists(CHROMIUM):
+        print("SKIP %-7s browser: %s is not installed" % (site.backend, CHROMIUM), flush=True)
+        return
+    profile = tempfile.mkdtemp(prefix="chromium.", dir=os.environ.get("TEST_TMPDIR"))
+    try:
+        # Flags: no sandbox (root), and no background traffic to the outside.
+        res = run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                   "--no-first-run", "--disable-background-networking",
+                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                   "--user-data-dir=" + profile, "--virtual-time-budget=5000", "--dump-dom",
+                   "http://127.0.0.1:%d/browser.html" % site.port], timeout=60, text=True)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    check(res.returncode == 0, "chromium exited %s: %s" % (res.returncode, res.stderr[-2000:]))
+    check("script ran" in res.stdout, "browser did not run /browser.js: %r" % res.stdout)
+    check("echo:posted by the browser" in res.stdout,
+          "browser POST /echo failed: %r" % res.stdout)
+
+
 def test_backpressure(site):
     """A client that pipelines requests but never reads: the server stops
     reading instead of queueing every response, and keeps serving others."""
@@ -733,7 +773,7 @@ TESTS = [test_get_files, test_head, test_not_found, test_forbidden, test_directo
          test_post_echo, test_length_required, test_too_large, test_header_too_large,
          test_method_not_allowed, test_version, test_bad_request, test_keep_alive,
          test_latency, test_pipelining, test_byte_by_byte, test_connection_close,
-         test_http10, test_half_close, test_browser, test_backpressure, test_resets,
+         test_http10, test_half_close, test_browser, test_real_browser, test_backpressure, test_resets,
          test_idle, test_wrk]
 
 
