@@ -5,7 +5,10 @@
 //
 // epoll refuses regular files (EPERM) although select and poll report them
 // always ready; such fds are kept aside and reported ready for what they want
-// on every wait, which then does not block (spec A.8.5).
+// on every wait, which then does not block (spec A.8.5). An fd closed behind
+// the map's back (EBADF on ADD/MOD) is reported as POLLNVAL, as poll(2)
+// would, until it is unregistered; one whose interest never changes again is
+// silently dropped by the kernel and cannot be noticed (spec C10).
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -34,6 +37,14 @@ class EpollBackend final : public Backend {
     uint32_t was = epoll_events(old_mask);
     uint32_t want = epoll_events(new_mask);
     if (was == want) return;
+    if (auto bad = std::find(invalid_.begin(), invalid_.end(), fd);
+        bad != invalid_.end()) {
+      if (want == 0) {
+        *bad = invalid_.back();
+        invalid_.pop_back();
+      }
+      return;
+    }
     auto file = std::find_if(files_.begin(), files_.end(),
                              [fd](const ReadyEvent& e) { return e.fd == fd; });
     if (file != files_.end()) {  // a regular file: never in the epoll set
@@ -73,13 +84,18 @@ class EpollBackend final : public Backend {
       files_.push_back({fd, file_events(want)});
       return;
     }
+    if (errno == EBADF) {
+      if (was != 0) --registered_;  // the kernel dropped it with the close
+      invalid_.push_back(fd);
+      return;
+    }
     internal::throw_errno(errno, op == EPOLL_CTL_ADD
                                      ? "epoll backend: EPOLL_CTL_ADD"
                                      : "epoll backend: EPOLL_CTL_MOD");
   }
 
   void wait(Timeout timeout, std::vector<ReadyEvent>* ready) override {
-    if (!files_.empty()) timeout = std::chrono::nanoseconds(0);
+    if (!files_.empty() || !invalid_.empty()) timeout = std::chrono::nanoseconds(0);
     // One slot per registered fd: every ready fd is seen in one call.
     size_t want = std::max<size_t>(64, static_cast<size_t>(registered_));
     if (buffer_.size() < want) buffer_.resize(want);
@@ -97,6 +113,7 @@ class EpollBackend final : public Backend {
                             (EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | EPOLLHUP)});
     }
     ready->insert(ready->end(), files_.begin(), files_.end());
+    for (int fd : invalid_) ready->push_back({fd, events::kNval});
   }
 
  private:
@@ -121,6 +138,7 @@ class EpollBackend final : public Backend {
   int registered_ = 0;
   std::vector<epoll_event> buffer_;
   std::vector<ReadyEvent> files_;  // regular files: fd and the events they want
+  std::vector<int> invalid_;       // closed behind our back: reported as NVAL
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <system_error>
 
@@ -60,7 +61,10 @@ void AsyncChat::process_input() {
         const size_t got = in_.size();
         collect_incoming_data(in_.view());
         in_.clear();
-        if (terminator_.kind_ == Terminator::Kind::kCount) terminator_.count_ -= got;
+        // Saturating: a callback may have set a smaller count meanwhile.
+        if (terminator_.kind_ == Terminator::Kind::kCount) {
+          terminator_.count_ -= std::min<uint64_t>(terminator_.count_, got);
+        }
       } else {
         collect_incoming_data(in_.view().substr(0, static_cast<size_t>(n)));
         in_.consume(static_cast<size_t>(n));

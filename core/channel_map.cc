@@ -162,7 +162,6 @@ void ChannelMap::release_closed() {
 void ChannelMap::poll_once(Timeout timeout) {
   if (depth_ == 0) release_closed();
   if (empty()) return;
-  Backend& b = backend();
   struct Depth {
     explicit Depth(ChannelMap* m) : map(m) { ++map->depth_; }
     ~Depth() {
@@ -171,27 +170,34 @@ void ChannelMap::poll_once(Timeout timeout) {
     ChannelMap* map;
   } depth(this);
 
-  // 1. Interest. Predicates are user code: they may close or add channels,
-  // so slots are looked up again after each call.
-  for (size_t i = 0; i < asked_.size(); ++i) {
-    const int fd = asked_[i];
-    Dispatcher* ch = slots_[static_cast<size_t>(fd)].channel;
+  // 1. Interest. Predicates are user code: they may close or add channels
+  // (which reorders asked_), so walk a copy and look each slot up again.
+  std::vector<int> asked;
+  asked.swap(asked_scratch_);
+  asked.assign(asked_.begin(), asked_.end());
+  for (const int fd : asked) {
+    Slot* before = slot(fd);
+    if (before == nullptr || before->channel == nullptr || before->asked_index < 0) {
+      continue;
+    }
+    Dispatcher* ch = before->channel;
     const bool r = ch->readable();
     const bool w = ch->writable();
     Slot* s = slot(fd);
     if (s == nullptr || s->channel != ch) continue;
     refresh_interest(fd, *s, interest_for(r, w, ch->accepting()));
   }
+  asked.swap(asked_scratch_);
   for (size_t i = 0; i < dirty_.size(); ++i) {
     const int fd = dirty_[i];
     Slot* s = slot(fd);
     if (s == nullptr || s->channel == nullptr || !s->dirty) continue;
-    s->dirty = false;
     Dispatcher* ch = s->channel;
     if (ch->declared_) {
       refresh_interest(fd, *s, interest_for(ch->want_read_, ch->want_write_,
                                             ch->accepting_));
     }
+    s->dirty = false;  // only once registered: a failure is retried next time
   }
   dirty_.clear();
 
@@ -201,7 +207,8 @@ void ChannelMap::poll_once(Timeout timeout) {
   ready.swap(ready_);
   ready.clear();
   const uint64_t wait_serial = serial_;
-  b.wait(timeout, &ready);
+  // Fetched here: a predicate may have switched the map's backend.
+  backend().wait(timeout, &ready);
 
   // 3. Dispatch. A channel registered after the wait (perhaps on a reused
   // fd number) never sees events meant for its predecessor.

@@ -96,6 +96,7 @@ class ChannelMap {
   std::string backend_name_ = "auto";
   std::vector<Slot> slots_;  // indexed by fd
   std::vector<int> asked_;   // fds whose predicates are asked every iteration
+  std::vector<int> asked_scratch_;  // the copy of asked_ an iteration walks
   std::vector<int> dirty_;   // declared channels to re-evaluate before a wait
   std::vector<ReadyEvent> ready_;
   std::vector<std::shared_ptr<Dispatcher>> closed_;  // released after dispatch

@@ -2,6 +2,7 @@
 
 #include <cxxabi.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <mutex>
 #include <typeinfo>
 
 #include "core/channel_map.h"
@@ -18,7 +20,8 @@ namespace asyncore {
 namespace {
 
 const std::vector<std::string>& default_ignore_log_types() {
-  static const std::vector<std::string> types{"warning"};
+  // Never destroyed: channels may log from destructors run at exit.
+  static const auto& types = *new std::vector<std::string>{"warning"};
   return types;
 }
 
@@ -59,9 +62,14 @@ class ReserveFd {
   }
 
   void shed_pending(int listen_fd) {
+    std::lock_guard<std::mutex> lock(mutex_);  // loops may run on many threads
+    if (fd_ < 0) fd_ = open_reserve();  // failed earlier: maybe possible now
     if (fd_ < 0) return;
     ::close(fd_);
-    for (;;) {
+    // Only what is pending now: poll first, so a blocking listener (set_socket
+    // does not change the mode) cannot block here.
+    pollfd p{listen_fd, POLLIN, 0};
+    while (::poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
       int fd = ::accept(listen_fd, nullptr, nullptr);
       if (fd < 0) break;
       ::close(fd);
@@ -72,6 +80,7 @@ class ReserveFd {
  private:
   ReserveFd() : fd_(open_reserve()) {}
   static int open_reserve() { return ::open("/", O_RDONLY | O_CLOEXEC); }
+  std::mutex mutex_;
   int fd_;
 };
 
@@ -144,7 +153,10 @@ void Dispatcher::add_channel(ChannelMap* map) {
 
 void Dispatcher::del_channel(ChannelMap* map) {
   ChannelMap* from = registered_in_;
-  if (from != nullptr && (map == nullptr || map == from)) {
+  if (from != nullptr && map != nullptr && map != from) {
+    return;  // not registered there: keep the fd so close() can unregister
+  }
+  if (from != nullptr) {
     registered_in_ = nullptr;
     ++generation_;
     from->remove(fileno_, this);

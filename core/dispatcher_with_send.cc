@@ -4,6 +4,15 @@ namespace asyncore {
 
 void DispatcherWithSend::send(std::string_view data) {
   if (debug) log_info("sending " + std::string(data));
+  if (out_.empty()) {
+    // Nothing queued: send straight from the caller's bytes and buffer only
+    // what the socket did not take (the same bytes go out as with Python's
+    // append-then-initiate_send, without the copy).
+    data.remove_prefix(Dispatcher::send(data.substr(0, kSendChunk)));
+    out_.append(data);
+    update_declared_writable();
+    return;
+  }
   out_.append(data);
   initiate_send();
 }

@@ -8,7 +8,8 @@ namespace asyncore {
 namespace {
 
 LogSink& current_sink() {
-  static LogSink sink;
+  // Never destroyed: channels may log from destructors run at exit.
+  static LogSink& sink = *new LogSink;
   return sink;
 }
 

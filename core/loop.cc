@@ -8,7 +8,8 @@ namespace asyncore {
 Timeout to_timeout(std::optional<double> seconds) {
   if (!seconds) return std::nullopt;
   if (!(*seconds > 0)) return std::chrono::nanoseconds(0);  // also NaN
-  if (std::isinf(*seconds)) return std::nullopt;
+  // Beyond a year is "forever" (and would overflow 64-bit nanoseconds).
+  if (*seconds > 365.0 * 24 * 3600) return std::nullopt;
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
       std::chrono::duration<double>(*seconds));
 }

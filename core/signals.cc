@@ -1,6 +1,7 @@
 #include "core/signals.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,13 +18,19 @@ namespace {
 // The write end of the self-pipe; -1 when no SignalDispatcher exists.
 std::atomic<int> g_signal_pipe{-1};
 
+#ifdef MSG_NOSIGNAL
+constexpr int kSendFlags = MSG_DONTWAIT | MSG_NOSIGNAL;
+#else
+constexpr int kSendFlags = MSG_DONTWAIT;  // the socket has SO_NOSIGPIPE
+#endif
+
 extern "C" void on_signal_delivered(int signo) {
   int saved = errno;  // the interrupted code may be reading errno
   int fd = g_signal_pipe.load(std::memory_order_relaxed);
   if (fd >= 0) {
     unsigned char byte = static_cast<unsigned char>(signo);
     // A full pipe already holds a wake-up; losing this byte is harmless.
-    [[maybe_unused]] ssize_t n = ::write(fd, &byte, 1);
+    [[maybe_unused]] ssize_t n = ::send(fd, &byte, 1, kSendFlags);
   }
   errno = saved;
 }

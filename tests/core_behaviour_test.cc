@@ -978,6 +978,66 @@ TEST_P(CoreBehaviour, D03_FdClosedBehindTheMapsBackClosesOnlyThatChannel) {
   EXPECT_EQ(map.size(), 1u);
 }
 
+// D3 on epoll too: once the interest of an fd closed behind the map's back
+// changes, epoll_ctl fails with EBADF; the channel gets handle_close (as poll
+// reports POLLNVAL) instead of the error escaping loop().
+TEST_P(CoreBehaviour, D03_ClosedBehindTheBackThenInterestChangeCloses) {
+  class Toggling : public asyncore::Dispatcher {
+   public:
+    using Dispatcher::Dispatcher;
+    bool writable() override { return want_write; }
+    void handle_read() override {}
+    void handle_close() override {
+      ++closes;
+      close();
+    }
+    bool want_write = false;
+    int closes = 0;
+  };
+  ChannelMap map(backend());
+  auto [sock, peer] = Socket::pair();
+  auto victim = make<Toggling>(std::move(sock), &map);
+  map.poll_once(std::chrono::nanoseconds(0));  // registered for reading
+  ::close(victim->socket().release());
+  victim->want_write = true;  // the interest changes after the close
+  ASSERT_TRUE(loop_until(map, [&] { return victim->closes > 0; }, 50));
+  EXPECT_EQ(victim->closes, 1);
+  EXPECT_TRUE(map.empty());
+}
+
+// A channel that closes itself in readable() must not make the loop skip the
+// interest of another channel (asked_ is reordered by the removal): the
+// newest channel's pending data is handled in the same iteration.
+TEST_P(CoreBehaviour, CloseInsidePredicateSkipsNoOtherChannel) {
+  class ClosesInReadable : public asyncore::Dispatcher {
+   public:
+    using Dispatcher::Dispatcher;
+    bool readable() override {
+      close();
+      return false;
+    }
+    bool writable() override { return false; }
+  };
+  class Reader : public asyncore::Dispatcher {
+   public:
+    using Dispatcher::Dispatcher;
+    bool writable() override { return false; }
+    void handle_read() override { got += recv(64); }
+    std::string got;
+  };
+  ChannelMap map(backend());
+  auto [a, a_peer] = Socket::pair();
+  make<ClosesInReadable>(std::move(a), &map);
+  auto [b, b_peer] = Socket::pair();
+  auto reader = make<Reader>(std::move(b), &map);  // last in the asked list
+  ASSERT_EQ(::send(b_peer.fileno(), "x", 1, 0), 1);
+  const auto start = std::chrono::steady_clock::now();
+  map.poll_once(std::chrono::seconds(5));
+  EXPECT_EQ(reader->got, "x");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  map.close_all();
+}
+
 // D11: a disconnect errno thrown from a handler (outside recv/send) closes the
 // channel on every backend; any other errno goes to handle_error.
 TEST_P(CoreBehaviour, D11_DisconnectErrnoThrownByHandlerCloses) {
@@ -1484,3 +1544,12 @@ INSTANTIATE_TEST_SUITE_P(AllBackends, CoreBehaviour,
                          });
 
 }  // namespace
+
+// A timeout too large for 64-bit nanoseconds means "forever", not a negative
+// (and so zero, busy-looping) wait.
+TEST(LoopTimeout, HugeTimeoutIsForever) {
+  EXPECT_FALSE(asyncore::to_timeout(1e10).has_value());
+  EXPECT_FALSE(asyncore::to_timeout(1e300).has_value());
+  EXPECT_EQ(asyncore::to_timeout(0.5), std::chrono::nanoseconds(500000000));
+  EXPECT_EQ(asyncore::to_timeout(-1.0), std::chrono::nanoseconds(0));
+}
