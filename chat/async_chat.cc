@@ -3,6 +3,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <utility>
 #include <stdexcept>
 #include <system_error>
 
@@ -26,8 +27,27 @@ size_t find_prefix_at_end(std::string_view haystack, std::string_view needle) {
   return 0;
 }
 
+namespace {
+
+// Input buffers larger than this are not kept by an idle channel.
+constexpr size_t kIdleInputCapacity = 4096;
+
+// The large read buffer, lent to whichever channel of this thread is
+// reading: a server with many idle AsyncChat channels does not hold
+// ac_in_buffer_size bytes for each of them.
+asyncore::ByteBuffer& spare_input_buffer() {
+  thread_local asyncore::ByteBuffer spare;
+  return spare;
+}
+
+}  // namespace
+
 void AsyncChat::handle_read() {
   const size_t want = ac_in_buffer_size ? ac_in_buffer_size : 1;
+  asyncore::ByteBuffer& spare = spare_input_buffer();
+  if (in_.empty() && in_.capacity() < want && spare.capacity() >= want) {
+    std::swap(in_, spare);
+  }
   size_t n;
   try {
     n = recv_into(in_.prepare(want), want);
@@ -39,6 +59,16 @@ void AsyncChat::handle_read() {
   }
   in_.commit(n);
   process_input();
+  if (in_.capacity() > kIdleInputCapacity && in_.size() <= kIdleInputCapacity) {
+    // Keep only what is left (at most a terminator prefix, usually nothing)
+    // and give the large buffer back. Swaps only: safe even if a callback
+    // above ran another channel's handle_read().
+    asyncore::ByteBuffer rest;
+    rest.append(in_.view());
+    in_.clear();
+    if (spare.capacity() < in_.capacity()) std::swap(spare, in_);
+    in_ = std::move(rest);
+  }
 }
 
 void AsyncChat::process_input() {

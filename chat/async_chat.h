@@ -71,6 +71,8 @@ class AsyncChat : public asyncore::Dispatcher {
   void discard_buffers();
   // Bytes queued in buffers (producers not counted) and entries queued.
   size_t queued_bytes() const { return queued_bytes_; }
+  // Bytes of memory held for unprocessed input (bounded while idle).
+  size_t input_capacity() const { return in_.capacity(); }
   size_t queued_entries() const { return fifo_.size(); }
 
   // --- asyncore handlers ---------------------------------------------------

@@ -792,6 +792,19 @@ TEST(AsynchatSupplementary, ProducerDiscardingTheQueueInsideMore) {
   EXPECT_EQ(p.chat->errors, std::vector<std::string>{});
 }
 
+// An idle channel does not keep a read buffer of ac_in_buffer_size bytes:
+// the large buffer is lent per read and given back.
+TEST(AsynchatSupplementary, IdleChannelsKeepNoLargeInputBuffer) {
+  ChannelMap map;
+  ChatAndPeer p = chat_pair(map, "\n");
+  feed_direct(*p.chat, p.peer, "one line\nand a partial\r");
+  EXPECT_EQ(p.chat->records, Records{"one line"});
+  EXPECT_LE(p.chat->input_capacity(), 4096u);
+  feed_direct(*p.chat, p.peer, "line\n");
+  EXPECT_EQ(p.chat->records, (Records{"one line", "and a partial\rline"}));
+  EXPECT_LE(p.chat->input_capacity(), 4096u);
+}
+
 // An absurd read size is an error, not an endless loop (found by the fuzzer:
 // ByteBuffer's capacity doubling overflowed to 0).
 TEST(AsynchatSupplementary, HugeInBufferSizeFailsCleanly) {

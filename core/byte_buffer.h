@@ -29,6 +29,7 @@ class ByteBuffer {
   }
 
   size_t size() const { return end_ - begin_; }
+  size_t capacity() const { return capacity_; }
   bool empty() const { return begin_ == end_; }
   std::string_view view() const { return {data_.get() + begin_, size()}; }
 

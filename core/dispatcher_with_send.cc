@@ -19,6 +19,8 @@ void DispatcherWithSend::send(std::string_view data) {
 
 void DispatcherWithSend::initiate_send() {
   out_.consume(Dispatcher::send(out_.view().substr(0, kSendChunk)));
+  // A drained burst does not pin its peak buffer size for the channel's life.
+  if (out_.empty() && out_.capacity() > kSendChunk) out_.shrink();
   update_declared_writable();
 }
 
