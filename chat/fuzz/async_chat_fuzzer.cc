@@ -273,12 +273,14 @@ struct RefInput {
         if (buf.size() < term.count) {
           // Python: self.terminator = self.terminator - lb, read after the
           // callback (which may have changed it). AsyncChat subtracts only
-          // from a count (modulo 2^64); Python would raise TypeError for
+          // from a count, saturating at 0; Python would raise TypeError for
           // bytes/None and go negative for a smaller int.
           const size_t lb = buf.size();
           reconstructed += buf;
           collect(std::exchange(buf, {}));
-          if (term.kind == asynchat::Terminator::Kind::kCount) term.count -= lb;
+          if (term.kind == asynchat::Terminator::Kind::kCount) {
+            term.count -= std::min<uint64_t>(term.count, lb);
+          }
         } else {
           std::string head = buf.substr(0, term.count);
           buf.erase(0, term.count);
