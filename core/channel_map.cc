@@ -209,6 +209,7 @@ void ChannelMap::poll_once(Timeout timeout) {
   const uint64_t wait_serial = serial_;
   // Fetched here: a predicate may have switched the map's backend.
   backend().wait(timeout, &ready);
+  const uint64_t wait_number = ++waits_;
 
   // 3. Dispatch. A channel registered after the wait (perhaps on a reused
   // fd number) never sees events meant for its predecessor.
@@ -216,6 +217,10 @@ void ChannelMap::poll_once(Timeout timeout) {
     Slot* s = slot(ev.fd);
     if (s == nullptr || s->channel == nullptr || s->serial > wait_serial) continue;
     readwrite(*s->channel, ev.events);
+    // A handler ran a nested loop on this map: the rest of this list may be
+    // stale (drained sockets). Readiness is level-triggered, so whatever is
+    // still ready is reported again by the next wait.
+    if (waits_ != wait_number) break;
   }
   ready.swap(ready_);
 }

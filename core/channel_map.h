@@ -102,6 +102,7 @@ class ChannelMap {
   std::vector<std::shared_ptr<Dispatcher>> closed_;  // released after dispatch
   size_t size_ = 0;
   uint64_t serial_ = 0;
+  uint64_t waits_ = 0;  // backend waits so far (detects nested loops)
   int depth_ = 0;  // nesting of poll_once (a handler may run a loop)
 };
 

@@ -1038,6 +1038,47 @@ TEST_P(CoreBehaviour, CloseInsidePredicateSkipsNoOtherChannel) {
   map.close_all();
 }
 
+// A handler that runs a nested loop on the same map: the outer iteration
+// must not deliver its now stale readiness (the inner loop drained the
+// socket), which would make recv() throw WouldBlock and close a healthy
+// channel through handle_error().
+TEST_P(CoreBehaviour, NestedLoopLeavesNoStaleEvents) {
+  class Reader : public asyncore::Dispatcher {
+   public:
+    using Dispatcher::Dispatcher;
+    bool writable() override { return false; }
+    void handle_read() override {
+      got += recv(64);
+      if (nest != nullptr) {
+        asyncore::ChannelMap* map = std::exchange(nest, nullptr);
+        map->poll_once(std::chrono::nanoseconds(0));
+      }
+    }
+    void handle_error() override {
+      ++errors;
+      close();
+    }
+    std::string got;
+    asyncore::ChannelMap* nest = nullptr;
+    int errors = 0;
+  };
+  ChannelMap map(backend());
+  auto [a, a_peer] = Socket::pair();
+  auto [b, b_peer] = Socket::pair();
+  auto first = make<Reader>(std::move(a), &map);
+  auto second = make<Reader>(std::move(b), &map);
+  first->nest = &map;
+  second->nest = &map;  // whichever runs first nests, the other is drained inside
+  ASSERT_EQ(::send(a_peer.fileno(), "a", 1, 0), 1);
+  ASSERT_EQ(::send(b_peer.fileno(), "b", 1, 0), 1);
+  map.poll_once(std::chrono::seconds(1));
+  EXPECT_EQ(first->got, "a");
+  EXPECT_EQ(second->got, "b");
+  EXPECT_EQ(first->errors + second->errors, 0);
+  EXPECT_EQ(map.size(), 2u);
+  map.close_all();
+}
+
 // D11: a disconnect errno thrown from a handler (outside recv/send) closes the
 // channel on every backend; any other errno goes to handle_error.
 TEST_P(CoreBehaviour, D11_DisconnectErrnoThrownByHandlerCloses) {
