@@ -24,6 +24,8 @@
 //                  exactly that one copy);
 //   BM_SocketOnly  the mem:0 send/recv syscalls with no parsing: the part of
 //                  every mem:0 number that is the kernel's.
+//   BM_ChatFeed    the lines handed over with AsyncChat::feed(): the scan
+//                  alone, no read copy; the figure to hold against BM_Memchr.
 // The channel's callbacks only count (bytes collected, terminators seen), the
 // least any user does; every case checks the counts at the end.
 //
@@ -250,6 +252,25 @@ void BM_ChatLines(benchmark::State& state) {
 BENCHMARK(BM_ChatLines)
     ->ArgNames({"line", "read", "mem"})
     ->ArgsProduct({{16, 1024}, {1, 4096, 65536}, {0, 1}});
+
+// The same lines handed over with AsyncChat::feed() in 64 KiB blocks: the
+// scan alone, with no read copy (the figure to compare with BM_Memchr).
+void BM_ChatFeed(benchmark::State& state) {
+  const size_t line_len = static_cast<size_t>(state.range(0));
+  const Stream stream = lines_stream(line_len, 1 * kMiB);
+  asyncore::ChannelMap map;
+  auto chat = asyncore::make<CountingChat>(&map);
+  chat->set_terminator("\n");
+  for (auto _ : state) {
+    for (uint64_t r = 0; r < stream.repeats; ++r) chat->feed(stream.block);
+  }
+  if (chat->terminators != state.iterations() * (stream.size() / line_len)) {
+    state.SkipWithError("feed miscounted");
+    return;
+  }
+  set_rates(state, stream.size(), false);
+}
+BENCHMARK(BM_ChatFeed)->ArgName("line")->Arg(16)->Arg(1024);
 
 // The two-byte "\r\n" (the prefix-holding path), 64 KiB reads.
 void BM_ChatLinesCRLF(benchmark::State& state) {

@@ -44,6 +44,7 @@ asyncore::ByteBuffer& spare_input_buffer() {
 
 void AsyncChat::handle_read() {
   const size_t want = ac_in_buffer_size ? ac_in_buffer_size : 1;
+  unborrow();  // called from a callback inside feed()
   asyncore::ByteBuffer& spare = spare_input_buffer();
   if (in_.empty() && in_.capacity() < want && spare.capacity() >= want) {
     std::swap(in_, spare);
@@ -74,30 +75,30 @@ void AsyncChat::handle_read() {
 void AsyncChat::process_input() {
   // Callbacks may change the terminator, discard the buffers or close the
   // channel: nothing computed before a callback is trusted after it.
-  while (!in_.empty()) {
+  while (!input().empty()) {
     const Terminator& t = get_terminator();
     if (!t.is_set()) {
       throw std::logic_error(
           "AsyncChat: data arrived before set_terminator() was called");
     }
     if (!t) {  // None, 0 or "": collect everything
-      collect_incoming_data(in_.view());
-      in_.clear();
+      collect_incoming_data(input());
+      clear_input();
       continue;
     }
     if (t.kind() == Terminator::Kind::kCount) {
       const uint64_t n = t.count();
-      if (in_.size() < n) {
-        const size_t got = in_.size();
-        collect_incoming_data(in_.view());
-        in_.clear();
+      if (input().size() < n) {
+        const size_t got = input().size();
+        collect_incoming_data(input());
+        clear_input();
         // Saturating: a callback may have set a smaller count meanwhile.
         if (terminator_.kind_ == Terminator::Kind::kCount) {
           terminator_.count_ -= std::min<uint64_t>(terminator_.count_, got);
         }
       } else {
-        collect_incoming_data(in_.view().substr(0, static_cast<size_t>(n)));
-        in_.consume(static_cast<size_t>(n));
+        collect_incoming_data(input().substr(0, static_cast<size_t>(n)));
+        consume_input(static_cast<size_t>(n));
         terminator_.count_ = 0;  // Python: terminator = 0, then the callback
         terminator_.kind_ = Terminator::Kind::kCount;
         found_terminator();
@@ -105,30 +106,65 @@ void AsyncChat::process_input() {
       continue;
     }
     const std::string& term = t.string();
-    const std::string_view buffered = in_.view();
+    const std::string_view buffered = input();
     // One byte (the common "\n"): memchr, not a memcmp per candidate.
     const size_t index = term.size() == 1 ? buffered.find(term[0])
                                           : buffered.find(term);
     if (index != std::string_view::npos) {
       const size_t skip = index + term.size();
       if (index > 0) collect_incoming_data(buffered.substr(0, index));
-      in_.consume(skip);
+      consume_input(skip);
       found_terminator();
       continue;
     }
     const size_t held = find_prefix_at_end(buffered, term);
     if (held == 0) {
       collect_incoming_data(buffered);
-      in_.clear();
+      clear_input();
     } else {
       // Keep only what may be the start of a terminator.
       if (held != buffered.size()) {
         collect_incoming_data(buffered.substr(0, buffered.size() - held));
-        in_.consume(buffered.size() - held);
+        consume_input(buffered.size() - held);
       }
       break;
     }
   }
+}
+
+void AsyncChat::feed(std::string_view data) {
+  if (in_.empty() && borrowed_.empty()) {
+    // Scan the caller's bytes in place; keep only what is left unclassified.
+    borrowed_ = data;
+  } else {
+    unborrow();  // a feed() from inside a callback: keep the order
+    in_.append(data);
+  }
+  process_input();
+  unborrow();
+}
+
+void AsyncChat::unborrow() {
+  // Invariant: in_ is empty while borrowed_ is not, so appending keeps order.
+  in_.append(borrowed_);
+  borrowed_ = {};
+}
+
+std::string_view AsyncChat::input() const {
+  return borrowed_.empty() ? in_.view() : borrowed_;
+}
+
+void AsyncChat::consume_input(size_t n) {
+  if (borrowed_.empty()) {
+    in_.consume(n);
+  } else {
+    borrowed_.remove_prefix(n < borrowed_.size() ? n : borrowed_.size());
+  }
+}
+
+void AsyncChat::clear_input() {
+  in_.clear();
+  borrowed_ = {};
 }
 
 void AsyncChat::push(std::string_view data) { push(std::string(data)); }
@@ -154,7 +190,7 @@ void AsyncChat::close_when_done() {
 }
 
 void AsyncChat::discard_buffers() {
-  in_.clear();
+  clear_input();
   incoming_.clear();
   fifo_.clear();
   queued_bytes_ = 0;

@@ -53,6 +53,10 @@ class AsyncChat : public asyncore::Dispatcher {
   void set_terminator(Terminator terminator) { terminator_ = std::move(terminator); }
   // Read before each message; overridable as in Python.
   virtual const Terminator& get_terminator() const { return terminator_; }
+  // Handles `data` as if it had just been read from the socket: for bytes
+  // that arrive another way (a TLS layer, a test). Scans them in place and
+  // copies only what stays unclassified (at most a terminator prefix).
+  void feed(std::string_view data);
 
   // --- Output --------------------------------------------------------------
   // Queues bytes and tries to send.
@@ -100,12 +104,20 @@ class AsyncChat : public asyncore::Dispatcher {
 
   // Splits the buffered input at terminators (Python's handle_read loop).
   void process_input();
+  // The unclassified input: borrowed_ while feed() scans a caller's bytes in
+  // place (then in_ is empty), else in_.
+  std::string_view input() const;
+  void consume_input(size_t n);
+  void clear_input();
+  // Moves borrowed bytes into in_ (before they may be referenced no more).
+  void unborrow();
   // Sends queued buffers from the head; returns after one syscall.
   void send_gathered();
   void update_declared_writable();
 
   Terminator terminator_;
   asyncore::ByteBuffer in_;
+  std::string_view borrowed_;
   std::string incoming_;
   std::deque<Entry> fifo_;
   size_t queued_bytes_ = 0;

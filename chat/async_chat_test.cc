@@ -805,6 +805,42 @@ TEST(AsynchatSupplementary, IdleChannelsKeepNoLargeInputBuffer) {
   EXPECT_LE(p.chat->input_capacity(), 4096u);
 }
 
+// feed() splits exactly as reads do, whatever the chunking, and keeps only
+// the unclassified tail (the caller's bytes are scanned in place).
+TEST(AsynchatSupplementary, FeedSplitsLikeReads) {
+  const std::string stream = "GET / x\r\n\r\n12345partial\r\nline\r\n\r";
+  auto make_chat = [](ChannelMap& map) {
+    auto chat = asyncore::make<TestChat>(&map);
+    chat->set_terminator("\r\n");
+    chat->on_found = [](TestChat& c) {
+      // After an empty line, read a 5-byte body, then lines again.
+      if (c.records.back().empty()) {
+        c.set_terminator(5);
+      } else if (c.get_terminator().kind() == Terminator::Kind::kCount) {
+        c.set_terminator("\r\n");
+      }
+    };
+    return chat;
+  };
+  ChannelMap reference_map;
+  auto reference = make_chat(reference_map);
+  reference->feed(stream);
+  EXPECT_EQ(reference->records,
+            (Records{"GET / x", "", "12345", "partial", "line"}));  // "\r" held
+  for (size_t chunk = 1; chunk <= stream.size(); ++chunk) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    ChannelMap map;
+    auto chat = make_chat(map);
+    for (size_t at = 0; at < stream.size(); at += chunk) {
+      std::string piece = stream.substr(at, chunk);
+      chat->feed(piece);
+      piece.assign(piece.size(), '#');  // the chat must not keep a view
+    }
+    EXPECT_EQ(chat->records, reference->records);
+    EXPECT_EQ(chat->empty_collects, 0);
+  }
+}
+
 // An absurd read size is an error, not an endless loop (found by the fuzzer:
 // ByteBuffer's capacity doubling overflowed to 0).
 TEST(AsynchatSupplementary, HugeInBufferSizeFailsCleanly) {

@@ -592,13 +592,40 @@ class Harness {
     FUZZ_CHECK(got <= unread_.size(), "more read than fed");
     std::string chunk = unread_.substr(0, got);
     unread_.erase(0, got);
+    check_processed("read", chunk, model_script, model_collect_script);
+  }
+
+  // AsyncChat::feed(): the same splitting as a read, with no socket.
+  void feed_in_place(std::string data) {
+    if (!chat_->connected() || eof_) return;
+    if (fed_ + data.size() > kMaxFed) data.resize(kMaxFed - fed_);
+    if (data.empty()) return;
+    fed_ += data.size();
+    std::deque<Action> model_script = script_;
+    std::deque<Action> model_collect_script = collect_script_;
+    events_.clear();
+    try {
+      chat_->feed(data);
+    } catch (const asyncore::ExitNow&) {
+      throw;
+    } catch (...) {
+      chat_->handle_error();  // as the loop's read() would
+    }
+    check_processed("feed", data, model_script, model_collect_script);
+    check_output_prefix();
+  }
+
+  // Checks the callbacks one read (or feed) of `chunk` made against the model.
+  void check_processed(const char* how, const std::string& chunk,
+                       std::deque<Action>& model_script,
+                       std::deque<Action>& model_collect_script) {
     std::vector<Event> want = model_.process(chunk, model_script, model_collect_script);
     if (trace()) {
-      std::fprintf(stderr, "read '%s' ->%s\n", printable(chunk).c_str(),
+      std::fprintf(stderr, "%s '%s' ->%s\n", how, printable(chunk).c_str(),
                    describe(events_).c_str());
     }
     FUZZ_CHECK(events_ == want,
-               "read of '" + printable(chunk) + "' (terminator " +
+               std::string(how) + " of '" + printable(chunk) + "' (terminator " +
                    model_.term.describe() + " after):\n  got: " +
                    describe(events_) + "\n  want:" + describe(want));
     FUZZ_CHECK(script_.size() == model_script.size() &&
@@ -728,6 +755,7 @@ enum Op : uint8_t {
   kOpScript,        // appends one action for found_terminator()
   kOpPeerEof,       // the peer shuts down writing: the next read sees EOF
   kOpCollectScript, // appends one action for collect_incoming_data()
+  kOpFeedInPlace,   // len byte, mode byte, bytes: AsyncChat::feed()
   kOpCount
 };
 
@@ -771,6 +799,12 @@ void Harness::run(Program& prog) {
         size_t n = 1 + prog.byte();
         bool alphabet = (prog.byte() & 1) == 0;
         feed(prog.bytes(n, alphabet));
+        break;
+      }
+      case kOpFeedInPlace: {
+        size_t n = 1 + prog.byte();
+        bool alphabet = (prog.byte() & 1) == 0;
+        feed_in_place(prog.bytes(n, alphabet));
         break;
       }
       case kOpFeedRepeat: {
