@@ -103,6 +103,12 @@ std::unique_ptr<Backend> make_epoll_backend();
 std::unique_ptr<Backend> make_kqueue_backend();
 #endif
 
+namespace internal {
+// Throws errno value `err` as a std::system_error whose text says what failed
+// (shared by the backends and the core).
+[[noreturn]] void throw_errno(int err, const std::string& what);
+}  // namespace internal
+
 }  // namespace asyncore
 
 #endif  // ASYNCOREPP_BACKENDS_BACKEND_H_

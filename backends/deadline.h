@@ -65,9 +65,6 @@ class Deadline {
   Clock::time_point end_;
 };
 
-// errno as a std::system_error, with the backend and operation in the text.
-[[noreturn]] void throw_errno(int err, const char* what);
-
 }  // namespace asyncore::internal
 
 #endif  // ASYNCOREPP_BACKENDS_DEADLINE_H_

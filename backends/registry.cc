@@ -65,7 +65,7 @@ std::unique_ptr<Backend> make_backend(std::string_view name) {
 
 namespace internal {
 
-void throw_errno(int err, const char* what) {
+void throw_errno(int err, const std::string& what) {
   throw std::system_error(err, std::generic_category(), what);
 }
 

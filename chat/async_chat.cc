@@ -201,11 +201,9 @@ void AsyncChat::handle_write() { initiate_send(); }
 
 void AsyncChat::handle_close() { close(); }
 
-bool AsyncChat::writable() { return !fifo_.empty() || !connected(); }
+bool AsyncChat::writable() { return wants_write(); }
 
-void AsyncChat::update_declared_writable() {
-  set_writable(!fifo_.empty() || !connected());
-}
+void AsyncChat::update_declared_writable() { set_writable(wants_write()); }
 
 void AsyncChat::initiate_send() {
   while (!fifo_.empty() && connected()) {

@@ -113,6 +113,8 @@ class AsyncChat : public asyncore::Dispatcher {
   void unborrow();
   // Sends queued buffers from the head; returns after one syscall.
   void send_gathered();
+  // Output queued, or not connected yet: writable() and the declared value.
+  bool wants_write() const { return !fifo_.empty() || !connected(); }
   void update_declared_writable();
 
   Terminator terminator_;

@@ -240,8 +240,7 @@ void ChannelMap::close_all(bool ignore_all) {
       if (!ignore_all) throw;
     }
   }
-  clear();
-  if (depth_ == 0) release_closed();
+  clear();  // also releases the closed channels outside an iteration
 }
 
 void ChannelMap::clear() {

@@ -19,6 +19,8 @@
 namespace asyncore {
 namespace {
 
+using internal::throw_errno;
+
 const std::vector<std::string>& default_ignore_log_types() {
   // Never destroyed: channels may log from destructors run at exit.
   static const auto& types = *new std::vector<std::string>{"warning"};
@@ -44,10 +46,6 @@ std::string describe_current_exception() {
   } catch (...) {
     return "unknown:non-standard exception";
   }
-}
-
-[[noreturn]] void throw_errno(int err, const std::string& what) {
-  throw std::system_error(err, std::generic_category(), what);
 }
 
 // One descriptor kept open so that, when accept() fails with EMFILE, it can
@@ -199,7 +197,8 @@ void Dispatcher::listen(int backlog) {
 void Dispatcher::bind(const Address& address) {
   addr_ = address;
   if (::bind(socket_.fileno(), address.data(), address.size()) < 0) {
-    throw_errno(errno, "bind " + address.to_string());
+    const int err = errno;  // before to_string() can change it
+    throw_errno(err, "bind " + address.to_string());
   }
 }
 

@@ -26,10 +26,8 @@ void DispatcherWithSend::initiate_send() {
 
 void DispatcherWithSend::handle_write() { initiate_send(); }
 
-bool DispatcherWithSend::writable() { return !connected() || pending() > 0; }
+bool DispatcherWithSend::writable() { return wants_write(); }
 
-void DispatcherWithSend::update_declared_writable() {
-  set_writable(!connected() || pending() > 0);
-}
+void DispatcherWithSend::update_declared_writable() { set_writable(wants_write()); }
 
 }  // namespace asyncore

@@ -31,6 +31,8 @@ class DispatcherWithSend : public Dispatcher {
   bool writable() override;
 
  private:
+  // Not connected yet, or output pending: writable() and the declared value.
+  bool wants_write() const { return !connected() || pending() > 0; }
   // Keeps the declared interest equal to writable() (see Dispatcher).
   void update_declared_writable();
 

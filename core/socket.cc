@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "backends/backend.h"
+
 namespace asyncore {
 namespace {
 
@@ -23,7 +25,7 @@ constexpr int kNoSigPipe = 0;  // SO_NOSIGPIPE is set on the socket instead
 #endif
 
 [[noreturn]] void throw_errno(const char* what) {
-  throw std::system_error(errno, std::generic_category(), what);
+  internal::throw_errno(errno, what);
 }
 
 // Where MSG_NOSIGNAL does not exist (macOS), the socket itself must say so.
@@ -157,35 +159,40 @@ void Socket::reset() noexcept {
   if (fd_ >= 0) ::close(std::exchange(fd_, -1));
 }
 
-Socket Socket::create(int family, int type) {
+namespace {
+
+// Non-blocking and close-on-exec from the start where the OS allows it.
 #ifdef SOCK_NONBLOCK
-  int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw_errno("socket");
+constexpr int kNewSocketFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
 #else
-  int fd = ::socket(family, type, 0);
-  if (fd < 0) throw_errno("socket");
-  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+constexpr int kNewSocketFlags = 0;
 #endif
+
+// What every socket this library creates gets.
+void prepare_new_socket(int fd) {
+  if (kNewSocketFlags == 0) {
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  }
   suppress_sigpipe(fd);
+}
+
+}  // namespace
+
+Socket Socket::create(int family, int type) {
+  int fd = ::socket(family, type | kNewSocketFlags, 0);
+  if (fd < 0) throw_errno("socket");
+  prepare_new_socket(fd);
   return Socket(fd);
 }
 
 std::pair<Socket, Socket> Socket::pair(int family, int type) {
   int fds[2];
-#ifdef SOCK_NONBLOCK
-  if (::socketpair(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) {
+  if (::socketpair(family, type | kNewSocketFlags, 0, fds) < 0) {
     throw_errno("socketpair");
   }
-#else
-  if (::socketpair(family, type, 0, fds) < 0) throw_errno("socketpair");
-  for (int fd : fds) {
-    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  }
-#endif
-  suppress_sigpipe(fds[0]);
-  suppress_sigpipe(fds[1]);
+  prepare_new_socket(fds[0]);
+  prepare_new_socket(fds[1]);
   return {Socket(fds[0]), Socket(fds[1])};
 }
 

@@ -13,6 +13,7 @@ harm, and that SIGTERM/SIGINT stop it with status 0. Then the flag errors.
 """
 
 import collections
+import contextlib
 import os
 import signal
 import socket
@@ -80,6 +81,20 @@ class Client:
 
     def close(self):
         self.sock.close()
+
+
+@contextlib.contextmanager
+def alice_and_bob(port):
+    """Two clients in the room, each past the join announcements it gets."""
+    alice, bob = Client(port, "alice"), Client(port, "bob")
+    try:
+        alice.expect("* alice joined")
+        alice.expect("* bob joined")
+        bob.expect("* bob joined")
+        yield alice, bob
+    finally:
+        alice.close()
+        bob.close()
 
 
 def sync(sender, receivers, tag):
@@ -150,11 +165,7 @@ def test_conversation(port):
 
 
 def test_quit(port):
-    alice, bob = Client(port, "alice"), Client(port, "bob")
-    try:
-        alice.expect("* alice joined")
-        alice.expect("* bob joined")
-        bob.expect("* bob joined")
+    with alice_and_bob(port) as (alice, bob):
         bob.say("/quit", end=b"\r\n")
         bob.expect_eof()  # no "* bob left" for bob himself
         alice.expect("* bob left")
@@ -168,17 +179,10 @@ def test_quit(port):
         finally:
             carol.close()
         alice.expect("* carol left")
-    finally:
-        alice.close()
-        bob.close()
 
 
 def test_line_limit(port):
-    alice, bob = Client(port, "alice"), Client(port, "bob")
-    try:
-        alice.expect("* alice joined")
-        alice.expect("* bob joined")
-        bob.expect("* bob joined")
+    with alice_and_bob(port) as (alice, bob):
         # Exactly the limit passes, with either line end.
         longest = "x" * MAX_LINE
         bob.say(longest)
@@ -221,9 +225,6 @@ def test_line_limit(port):
         finally:
             carol.close()
         alice.expect("* carol left")
-    finally:
-        alice.close()
-        bob.close()
 
 
 class CrowdMember(asynchat.async_chat):
@@ -389,11 +390,7 @@ def test_slow_client(port):
 
 
 def test_dead_clients(port):
-    alice, bob = Client(port, "alice"), Client(port, "bob")
-    try:
-        alice.expect("* alice joined")
-        alice.expect("* bob joined")
-        bob.expect("* bob joined")
+    with alice_and_bob(port) as (alice, bob):
         # Reset before sending a nickname: nobody hears of it.
         testlib.rst_close(testlib.connect(port))
         # Reset after joining.
@@ -428,9 +425,6 @@ def test_dead_clients(port):
         bob.expect("* half left")
         sync(alice, [bob], "alive")
         sync(bob, [alice], "alive")
-    finally:
-        alice.close()
-        bob.close()
 
 
 def test_signal_exit(binary, backend, signo):
