@@ -25,7 +25,8 @@ namespace {
 class EpollBackend final : public Backend {
  public:
   EpollBackend() : epfd_(::epoll_create1(EPOLL_CLOEXEC)) {
-    if (epfd_ < 0) internal::throw_errno(errno, "epoll backend: epoll_create1()");
+    if (epfd_ < 0)
+      internal::throw_errno(errno, "epoll backend: epoll_create1()");
   }
   ~EpollBackend() override { ::close(epfd_); }
   EpollBackend(const EpollBackend&) = delete;
@@ -95,7 +96,8 @@ class EpollBackend final : public Backend {
   }
 
   void wait(Timeout timeout, std::vector<ReadyEvent>* ready) override {
-    if (!files_.empty() || !invalid_.empty()) timeout = std::chrono::nanoseconds(0);
+    if (!files_.empty() || !invalid_.empty())
+      timeout = std::chrono::nanoseconds(0);
     // One slot per registered fd: every ready fd is seen in one call.
     size_t want = std::max<size_t>(64, static_cast<size_t>(registered_));
     if (buffer_.size() < want) buffer_.resize(want);
@@ -105,12 +107,14 @@ class EpollBackend final : public Backend {
       n = ::epoll_wait(epfd_, buffer_.data(), static_cast<int>(buffer_.size()),
                        internal::Deadline::to_millis(deadline.remaining()));
       if (n >= 0) break;
-      if (errno != EINTR) internal::throw_errno(errno, "epoll backend: epoll_wait()");
+      if (errno != EINTR)
+        internal::throw_errno(errno, "epoll backend: epoll_wait()");
     }
     for (int i = 0; i < n; ++i) {
-      ready->push_back({buffer_[static_cast<size_t>(i)].data.fd,
-                        buffer_[static_cast<size_t>(i)].events &
-                            (EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | EPOLLHUP)});
+      ready->push_back(
+          {buffer_[static_cast<size_t>(i)].data.fd,
+           buffer_[static_cast<size_t>(i)].events &
+               (EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | EPOLLHUP)});
     }
     ready->insert(ready->end(), files_.begin(), files_.end());
     for (int fd : invalid_) ready->push_back({fd, events::kNval});

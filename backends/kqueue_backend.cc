@@ -1,7 +1,8 @@
 // kqueue(2) backend (BSD, macOS). Interest changes are queued and handed to
 // the same kevent() call that waits (libevent's kq_dispatch), so a change
 // costs no extra syscall. The translation in both directions lives in
-// kqueue_logic.cc, which is unit-tested on every OS; only the syscalls are here.
+// kqueue_logic.cc, which is unit-tested on every OS; only the syscalls are
+// here.
 //
 // Written against the FreeBSD and macOS man pages; these machines are Linux,
 // so this file is compiled and run only where <sys/event.h> exists.
@@ -58,8 +59,8 @@ class KqueueBackend final : public Backend {
     changes_.clear();
     for (const kq::Change& c : pending_) changes_.push_back(to_kevent(c));
     pending_.clear();
-    size_t want = std::max<size_t>(64, 2 * static_cast<size_t>(registered_) +
-                                           changes_.size());
+    size_t want = std::max<size_t>(
+        64, 2 * static_cast<size_t>(registered_) + changes_.size());
     if (out_.size() < want) out_.resize(want);
     internal::Deadline deadline(timeout);
     int n;
@@ -71,16 +72,16 @@ class KqueueBackend final : public Backend {
                    out_.data(), static_cast<int>(out_.size()),
                    left ? &ts : nullptr);
       if (n >= 0) break;
-      if (errno != EINTR) internal::throw_errno(errno, "kqueue backend: kevent()");
+      if (errno != EINTR)
+        internal::throw_errno(errno, "kqueue backend: kevent()");
       changes_.clear();  // applied before the interruption
     }
     results_.clear();
     for (int i = 0; i < n; ++i) {
       const struct kevent& k = out_[static_cast<size_t>(i)];
-      results_.push_back({static_cast<int>(k.ident), k.filter,
-                          static_cast<uint16_t>(k.flags),
-                          static_cast<uint32_t>(k.fflags),
-                          static_cast<intptr_t>(k.data)});
+      results_.push_back(
+          {static_cast<int>(k.ident), k.filter, static_cast<uint16_t>(k.flags),
+           static_cast<uint32_t>(k.fflags), static_cast<intptr_t>(k.data)});
     }
     kq::merge_results(results_.data(), n, ready, &index_);
   }

@@ -58,7 +58,8 @@ class SelectBackend final : public Backend {
       fds_.pop_back();
       slot_[static_cast<size_t>(fd)] = -1;
       if (fd == max_fd_) {
-        max_fd_ = fds_.empty() ? -1 : *std::max_element(fds_.begin(), fds_.end());
+        max_fd_ =
+            fds_.empty() ? -1 : *std::max_element(fds_.begin(), fds_.end());
       }
     }
   }

@@ -39,13 +39,12 @@
 // is the 1 GiB counting-down integer terminator (~0.2 s per iteration).
 // (Debian's libbenchmark prints "Library was built as DEBUG": that is the
 // library's own build, not the code measured, which -c opt optimizes.)
+#include <benchmark/benchmark.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <benchmark/benchmark.h>
 
 #include <cerrno>
 #include <cstddef>
@@ -121,7 +120,8 @@ struct Stream {
 std::string lines_block(size_t line_len) {
   std::string b(kBlock, '\0');
   for (size_t i = 0; i < kBlock; ++i) {
-    b[i] = (i % line_len == line_len - 1) ? '\n' : static_cast<char>('a' + i % 26);
+    b[i] =
+        (i % line_len == line_len - 1) ? '\n' : static_cast<char>('a' + i % 26);
   }
   return b;
 }
@@ -164,7 +164,8 @@ void set_rates(benchmark::State& state, uint64_t stream_bytes, bool per_byte) {
 // `in_memory`, recv() on the channel's fd reads from memory instead.
 class Pipe {
  public:
-  Pipe(size_t read_size, bool in_memory) : read_size_(read_size), in_memory_(in_memory) {
+  Pipe(size_t read_size, bool in_memory)
+      : read_size_(read_size), in_memory_(in_memory) {
     auto [a, b] = asyncore::Socket::pair();
     peer_ = std::move(b);
     chat_ = std::make_unique<CountingChat>(std::move(a), &map_);
@@ -194,7 +195,8 @@ class Pipe {
         if (n <= 0) std::abort();  // 64 KiB always fits into an empty socket
         sent = static_cast<size_t>(n);
       }
-      for (size_t reads = (sent + read_size_ - 1) / read_size_; reads > 0; --reads) {
+      for (size_t reads = (sent + read_size_ - 1) / read_size_; reads > 0;
+           --reads) {
         chat_->handle_read();
       }
       data.remove_prefix(sent);
@@ -229,7 +231,8 @@ void run_chat(benchmark::State& state, const Stream& stream, size_t read_size,
   chat.set_terminator(term);
   for (auto _ : state) pipe.feed(stream);
   const uint64_t expect = stream.size() * state.iterations();
-  if (!pipe.drained() || chat.bytes + chat.terminators * term.size() != expect) {
+  if (!pipe.drained() ||
+      chat.bytes + chat.terminators * term.size() != expect) {
     state.SkipWithError("AsyncChat lost or invented bytes");
     return;
   }
@@ -246,7 +249,8 @@ void BM_ChatLines(benchmark::State& state) {
   const size_t line_len = static_cast<size_t>(state.range(0));
   const size_t read_size = static_cast<size_t>(state.range(1));
   const bool in_memory = state.range(2) != 0;
-  const Stream stream = lines_stream(line_len, read_size == 1 ? kBlock : 1 * kMiB);
+  const Stream stream =
+      lines_stream(line_len, read_size == 1 ? kBlock : 1 * kMiB);
   run_chat(state, stream, read_size, in_memory, "\n", false);
 }
 BENCHMARK(BM_ChatLines)
@@ -276,11 +280,14 @@ BENCHMARK(BM_ChatFeed)->ArgName("line")->Arg(16)->Arg(1024);
 void BM_ChatLinesCRLF(benchmark::State& state) {
   const size_t line_len = static_cast<size_t>(state.range(0));
   std::string block = lines_block(line_len);
-  for (size_t i = line_len - 2; i < block.size(); i += line_len) block[i] = '\r';
+  for (size_t i = line_len - 2; i < block.size(); i += line_len)
+    block[i] = '\r';
   run_chat(state, Stream{block, kMiB / kBlock, ""}, kBlock, state.range(1) != 0,
            "\r\n", false);
 }
-BENCHMARK(BM_ChatLinesCRLF)->ArgNames({"line", "mem"})->ArgsProduct({{16, 1024}, {0, 1}});
+BENCHMARK(BM_ChatLinesCRLF)
+    ->ArgNames({"line", "mem"})
+    ->ArgsProduct({{16, 1024}, {0, 1}});
 
 // memchr() from each '\n' to the next over the same 1 MiB of lines (the
 // block repeated, as the AsyncChat cases send it); with `copy_first`, each
@@ -299,7 +306,8 @@ void run_memchr(benchmark::State& state, bool copy_first) {
         p = buf.get();
       }
       const char* end = p + kBlock;
-      while (const void* q = std::memchr(p, '\n', static_cast<size_t>(end - p))) {
+      while (const void* q =
+                 std::memchr(p, '\n', static_cast<size_t>(end - p))) {
         ++lines;
         p = static_cast<const char*>(q) + 1;
       }
@@ -333,8 +341,8 @@ void BM_SocketOnly(benchmark::State& state) {
     for (uint64_t r = 0; r < stream.repeats; ++r) {
       ssize_t n = b.send_some(stream.block.data(), stream.block.size());
       if (n != static_cast<ssize_t>(stream.block.size())) std::abort();
-      for (size_t reads = (stream.block.size() + read_size - 1) / read_size; reads > 0;
-           --reads) {
+      for (size_t reads = (stream.block.size() + read_size - 1) / read_size;
+           reads > 0; --reads) {
         ssize_t m = a.recv_some(buf.get(), read_size);
         if (m > 0) got += static_cast<uint64_t>(m);
       }
@@ -348,19 +356,24 @@ void BM_SocketOnly(benchmark::State& state) {
 }
 BENCHMARK(BM_SocketOnly)->ArgName("read")->Arg(1)->Arg(4096)->Arg(65536);
 
-// --- Linear time and bounded memory -------------------------------------------
+// --- Linear time and bounded memory
+// -------------------------------------------
 
 // 16-byte lines, 64 KiB reads: 1, 10 and 100 MiB. time/B must stay flat.
 void BM_ChatScaling(benchmark::State& state) {
-  const Stream stream = lines_stream(16, static_cast<uint64_t>(state.range(0)) * kMiB);
+  const Stream stream =
+      lines_stream(16, static_cast<uint64_t>(state.range(0)) * kMiB);
   run_chat(state, stream, kBlock, state.range(1) != 0, "\n", true);
 }
-BENCHMARK(BM_ChatScaling)->ArgNames({"MiB", "mem"})->ArgsProduct({{1, 10, 100}, {0, 1}});
+BENCHMARK(BM_ChatScaling)
+    ->ArgNames({"MiB", "mem"})
+    ->ArgsProduct({{1, 10, 100}, {0, 1}});
 
 // 1-byte reads of 16-byte lines: over the socket 64 KiB to 1 MiB (a syscall
 // per byte), in memory 1 MiB to 16 MiB.
 void BM_ChatOneByteScaling(benchmark::State& state) {
-  const Stream stream = lines_stream(16, static_cast<uint64_t>(state.range(0)) * kKiB);
+  const Stream stream =
+      lines_stream(16, static_cast<uint64_t>(state.range(0)) * kKiB);
   run_chat(state, stream, 1, state.range(1) != 0, "\n", true);
 }
 BENCHMARK(BM_ChatOneByteScaling)
@@ -375,9 +388,10 @@ BENCHMARK(BM_ChatOneByteScaling)
 // One line ending in "\r\n": 1 MiB and 16 MiB in 64 KiB reads, 1 MiB in
 // 4 KiB reads, 1 MiB in 1-byte reads (and 16 MiB of those in memory).
 void BM_ChatLongLine(benchmark::State& state) {
-  const Stream stream = long_line_stream(static_cast<uint64_t>(state.range(0)) * kMiB);
-  run_chat(state, stream, static_cast<size_t>(state.range(1)), state.range(2) != 0,
-           "\r\n", true);
+  const Stream stream =
+      long_line_stream(static_cast<uint64_t>(state.range(0)) * kMiB);
+  run_chat(state, stream, static_cast<size_t>(state.range(1)),
+           state.range(2) != 0, "\r\n", true);
   if (state.counters["lines"] != 1) state.SkipWithError("not one line");
 }
 BENCHMARK(BM_ChatLongLine)
@@ -402,7 +416,8 @@ void BM_ChatWorstCase(benchmark::State& state) {
   const Stream stream{std::string(kBlock, 'x'),
                       static_cast<uint64_t>(state.range(1)) * kMiB / kBlock,
                       std::string(1, 'y')};  // "y" ends the one message
-  run_chat(state, stream, static_cast<size_t>(state.range(2)), true, term, true);
+  run_chat(state, stream, static_cast<size_t>(state.range(2)), true, term,
+           true);
 }
 BENCHMARK(BM_ChatWorstCase)
     ->ArgNames({"T", "MiB", "read"})

@@ -8,9 +8,8 @@
 //
 //   bazel run -c opt //bench:loop_scaling
 //   bazel run -c opt //bench:loop_scaling -- --benchmark_filter=epoll
-#include <sys/resource.h>
-
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 
 #include <memory>
 #include <string>
@@ -96,7 +95,8 @@ void BM_RoundTrip(benchmark::State& state, std::string backend, bool declared) {
 void register_all() {
   for (const std::string& backend : asyncore::available_backends()) {
     for (bool declared : {false, true}) {
-      std::string name = "RoundTrip/" + backend + (declared ? "/declared" : "/asked");
+      std::string name =
+          "RoundTrip/" + backend + (declared ? "/declared" : "/asked");
       auto* b = benchmark::RegisterBenchmark(
           name.c_str(), [backend, declared](benchmark::State& s) {
             BM_RoundTrip(s, backend, declared);

@@ -3,9 +3,9 @@
 #include <sys/uio.h>
 
 #include <algorithm>
-#include <utility>
 #include <stdexcept>
 #include <system_error>
+#include <utility>
 
 namespace asynchat {
 namespace {
@@ -108,8 +108,8 @@ void AsyncChat::process_input() {
     const std::string& term = t.string();
     const std::string_view buffered = input();
     // One byte (the common "\n"): memchr, not a memcmp per candidate.
-    const size_t index = term.size() == 1 ? buffered.find(term[0])
-                                          : buffered.find(term);
+    const size_t index =
+        term.size() == 1 ? buffered.find(term[0]) : buffered.find(term);
     if (index != std::string_view::npos) {
       const size_t skip = index + term.size();
       if (index > 0) collect_incoming_data(buffered.substr(0, index));

@@ -50,7 +50,9 @@ class AsyncChat : public asyncore::Dispatcher {
   // --- Input ---------------------------------------------------------------
   // A byte string, a byte count (negative throws std::invalid_argument) or
   // nullptr (None: collect everything).
-  void set_terminator(Terminator terminator) { terminator_ = std::move(terminator); }
+  void set_terminator(Terminator terminator) {
+    terminator_ = std::move(terminator);
+  }
   // Read before each message; overridable as in Python.
   virtual const Terminator& get_terminator() const { return terminator_; }
   // Handles `data` as if it had just been read from the socket: for bytes

@@ -25,17 +25,19 @@ class Terminator {
   // Unset.
   Terminator() = default;
   // None.
-  Terminator(std::nullptr_t) : kind_(Kind::kNone) {}  // NOLINT: implicit, as Python
+  Terminator(std::nullptr_t)
+      : kind_(Kind::kNone) {}  // NOLINT: implicit, as Python
   // A byte string; "" collects everything, like None.
   Terminator(std::string_view s)  // NOLINT
       : kind_(Kind::kString), string_(s) {}
   Terminator(const char* s) : Terminator(std::string_view(s)) {}  // NOLINT
-  Terminator(const std::string& s) : Terminator(std::string_view(s)) {}  // NOLINT
+  Terminator(const std::string& s)
+      : Terminator(std::string_view(s)) {}  // NOLINT
   // A byte count; 0 collects everything, like None; negative throws
   // std::invalid_argument (the message is Python's, bpo-11259).
   template <std::integral N>
-    requires(!std::same_as<N, bool> && !std::same_as<N, char>)
-  Terminator(N n) : kind_(Kind::kCount) {  // NOLINT
+  requires(!std::same_as<N, bool> && !std::same_as<N, char>) Terminator(N n)
+      : kind_(Kind::kCount) {  // NOLINT
     if constexpr (std::is_signed_v<N>) {
       if (n < 0) {
         throw std::invalid_argument(

@@ -8,8 +8,8 @@
 #include "core/dispatcher_with_send.h"
 #include "core/file_dispatcher.h"
 #include "core/log.h"
-#include "core/signals.h"
 #include "core/loop.h"
+#include "core/signals.h"
 #include "core/socket.h"
 
 #endif  // ASYNCOREPP_CORE_ASYNCORE_H_

@@ -66,7 +66,8 @@ class ByteBuffer {
     if (begin_ >= live && capacity_ - live >= n) {
       std::memmove(data_.get(), data_.get() + begin_, live);  // slide down
     } else {
-      if (n > max_size() - live) throw std::length_error("ByteBuffer too large");
+      if (n > max_size() - live)
+        throw std::length_error("ByteBuffer too large");
       size_t cap = capacity_ ? capacity_ : 256;
       while (cap - live < n) cap = cap > max_size() / 2 ? max_size() : cap * 2;
       std::unique_ptr<char[]> bigger(new char[cap]);

@@ -177,7 +177,8 @@ void ChannelMap::poll_once(Timeout timeout) {
   asked.assign(asked_.begin(), asked_.end());
   for (const int fd : asked) {
     Slot* before = slot(fd);
-    if (before == nullptr || before->channel == nullptr || before->asked_index < 0) {
+    if (before == nullptr || before->channel == nullptr ||
+        before->asked_index < 0) {
       continue;
     }
     Dispatcher* ch = before->channel;
@@ -194,8 +195,9 @@ void ChannelMap::poll_once(Timeout timeout) {
     if (s == nullptr || s->channel == nullptr || !s->dirty) continue;
     Dispatcher* ch = s->channel;
     if (ch->declared_) {
-      refresh_interest(fd, *s, interest_for(ch->want_read_, ch->want_write_,
-                                            ch->accepting_));
+      refresh_interest(
+          fd, *s,
+          interest_for(ch->want_read_, ch->want_write_, ch->accepting_));
     }
     s->dirty = false;  // only once registered: a failure is retried next time
   }
@@ -215,7 +217,8 @@ void ChannelMap::poll_once(Timeout timeout) {
   // fd number) never sees events meant for its predecessor.
   for (const ReadyEvent& ev : ready) {
     Slot* s = slot(ev.fd);
-    if (s == nullptr || s->channel == nullptr || s->serial > wait_serial) continue;
+    if (s == nullptr || s->channel == nullptr || s->serial > wait_serial)
+      continue;
     readwrite(*s->channel, ev.events);
     // A handler ran a nested loop on this map: the rest of this list may be
     // stale (drained sockets). Readiness is level-triggered, so whatever is

@@ -97,13 +97,13 @@ class ChannelMap {
   std::vector<Slot> slots_;  // indexed by fd
   std::vector<int> asked_;   // fds whose predicates are asked every iteration
   std::vector<int> asked_scratch_;  // the copy of asked_ an iteration walks
-  std::vector<int> dirty_;   // declared channels to re-evaluate before a wait
+  std::vector<int> dirty_;  // declared channels to re-evaluate before a wait
   std::vector<ReadyEvent> ready_;
   std::vector<std::shared_ptr<Dispatcher>> closed_;  // released after dispatch
   size_t size_ = 0;
   uint64_t serial_ = 0;
   uint64_t waits_ = 0;  // backend waits so far (detects nested loops)
-  int depth_ = 0;  // nesting of poll_once (a handler may run a loop)
+  int depth_ = 0;       // nesting of poll_once (a handler may run a loop)
 };
 
 // Python's socket_map: the map used wherever none is given.

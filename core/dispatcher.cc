@@ -181,8 +181,9 @@ void Dispatcher::set_socket(Socket sock, ChannelMap* map) {
 
 void Dispatcher::set_reuse_addr() {
   try {
-    socket_.setsockopt_int(SOL_SOCKET, SO_REUSEADDR,
-                           socket_.getsockopt_int(SOL_SOCKET, SO_REUSEADDR) | 1);
+    socket_.setsockopt_int(
+        SOL_SOCKET, SO_REUSEADDR,
+        socket_.getsockopt_int(SOL_SOCKET, SO_REUSEADDR) | 1);
   } catch (const std::system_error&) {
     // Python swallows OSError here.
   }
@@ -240,15 +241,16 @@ std::optional<Accepted> Dispatcher::accept() {
     if (err == EWOULDBLOCK || err == EAGAIN || err == ECONNABORTED) {
       return std::nullopt;
     }
-    if (err == EMFILE || err == ENFILE) ReserveFd::instance().shed_pending(socket_.fileno());
+    if (err == EMFILE || err == ENFILE)
+      ReserveFd::instance().shed_pending(socket_.fileno());
     throw_errno(err, "accept");
   }
   Socket sock(fd);
 #ifdef SO_NOSIGPIPE
   sock.setsockopt_int(SOL_SOCKET, SO_NOSIGPIPE, 1);
 #endif
-  return Accepted{std::move(sock),
-                  Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len)};
+  return Accepted{std::move(sock), Address::from_sockaddr(
+                                       reinterpret_cast<sockaddr*>(&ss), len)};
 }
 
 size_t Dispatcher::send(std::string_view data) {
@@ -326,7 +328,8 @@ void Dispatcher::set_writable(bool on) {
 }
 
 void Dispatcher::declared_interest_changed() {
-  if (declared_ && registered_in_ != nullptr) registered_in_->mark_dirty(fileno_);
+  if (declared_ && registered_in_ != nullptr)
+    registered_in_->mark_dirty(fileno_);
 }
 
 void Dispatcher::handle_read_event() {
@@ -377,7 +380,9 @@ void Dispatcher::handle_connect_event() {
 }
 
 void Dispatcher::handle_read() { log_info("unhandled read event", "warning"); }
-void Dispatcher::handle_write() { log_info("unhandled write event", "warning"); }
+void Dispatcher::handle_write() {
+  log_info("unhandled write event", "warning");
+}
 void Dispatcher::handle_expt() {
   log_info("unhandled incoming priority event", "warning");
 }
@@ -431,7 +436,8 @@ void Dispatcher::log_info(std::string_view message, std::string_view type) {
 }
 
 void Dispatcher::set_ignore_log_types(std::vector<std::string> types) {
-  ignore_log_types_ = std::make_unique<std::vector<std::string>>(std::move(types));
+  ignore_log_types_ =
+      std::make_unique<std::vector<std::string>>(std::move(types));
 }
 
 bool Dispatcher::is_log_type_ignored(std::string_view type) const {

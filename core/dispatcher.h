@@ -182,7 +182,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   // "log: <message>" to stderr.
   virtual void log(std::string_view message);
   // "<type>: <message>" to stdout unless `type` is ignored (see below).
-  virtual void log_info(std::string_view message, std::string_view type = "info");
+  virtual void log_info(std::string_view message,
+                        std::string_view type = "info");
   // Python's ignore_log_types; {"warning"} by default.
   void set_ignore_log_types(std::vector<std::string> types);
   bool is_log_type_ignored(std::string_view type) const;

@@ -28,6 +28,8 @@ void DispatcherWithSend::handle_write() { initiate_send(); }
 
 bool DispatcherWithSend::writable() { return wants_write(); }
 
-void DispatcherWithSend::update_declared_writable() { set_writable(wants_write()); }
+void DispatcherWithSend::update_declared_writable() {
+  set_writable(wants_write());
+}
 
 }  // namespace asyncore

@@ -39,7 +39,8 @@ std::string strerror(int err) {
   } else {
     text = result == 0 ? buf : nullptr;
   }
-  if (text == nullptr || *text == '\0') return "Unknown error " + std::to_string(err);
+  if (text == nullptr || *text == '\0')
+    return "Unknown error " + std::to_string(err);
   return text;
 }
 

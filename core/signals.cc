@@ -40,7 +40,9 @@ extern "C" void on_signal_delivered(int signo) {
 SignalDispatcher::SignalDispatcher(std::vector<int> signals,
                                    std::function<void(int)> on_signal,
                                    ChannelMap* map)
-    : Dispatcher(map), signals_(std::move(signals)), on_signal_(std::move(on_signal)) {
+    : Dispatcher(map),
+      signals_(std::move(signals)),
+      on_signal_(std::move(on_signal)) {
   if (g_signal_pipe.load() >= 0) {
     throw std::logic_error("only one SignalDispatcher may exist at a time");
   }

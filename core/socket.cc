@@ -109,7 +109,8 @@ std::string Address::host() const {
   char buf[INET6_ADDRSTRLEN] = {};
   switch (family()) {
     case AF_INET:
-      ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr,
+      ::inet_ntop(AF_INET,
+                  &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr,
                   buf, sizeof buf);
       return buf;
     case AF_INET6:
@@ -236,7 +237,8 @@ ssize_t Socket::recv_some(void* buf, size_t len) const {
 ssize_t Socket::sendto(std::string_view data, const Address& to) const {
   ssize_t n;
   do {
-    n = ::sendto(fd_, data.data(), data.size(), kNoSigPipe, to.data(), to.size());
+    n = ::sendto(fd_, data.data(), data.size(), kNoSigPipe, to.data(),
+                 to.size());
   } while (n < 0 && errno == EINTR);
   return n;
 }
@@ -268,7 +270,8 @@ bool Socket::blocking() const {
 int Socket::getsockopt_int(int level, int option) const {
   int value = 0;
   socklen_t len = sizeof value;
-  if (::getsockopt(fd_, level, option, &value, &len) < 0) throw_errno("getsockopt");
+  if (::getsockopt(fd_, level, option, &value, &len) < 0)
+    throw_errno("getsockopt");
   return value;
 }
 

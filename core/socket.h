@@ -4,8 +4,8 @@
 #define ASYNCOREPP_CORE_SOCKET_H_
 
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <string>

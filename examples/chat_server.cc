@@ -48,7 +48,8 @@ class ChatClient : public asynchat::AsyncChat {
     if (too_long_) return;
     line_.append(data);
     // A trailing '\r' may be the first half of a "\r\n" terminator.
-    if (line_.size() > kMaxLine + (line_.back() == '\r' ? 1 : 0)) reject_long_line();
+    if (line_.size() > kMaxLine + (line_.back() == '\r' ? 1 : 0))
+      reject_long_line();
   }
 
   void found_terminator() override {
@@ -124,7 +125,8 @@ class ChatServer : public examples::TcpListener {
  public:
   using TcpListener::TcpListener;
 
-  void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
+  void handle_accepted(asyncore::Socket sock,
+                       const asyncore::Address&) override {
     asyncore::make<ChatClient>(std::move(sock), &room_);
   }
 
@@ -139,9 +141,9 @@ int main(int argc, char** argv) {
       argc, argv,
       "A line-based chat room: the first line is your nickname, then every "
       "line goes to everyone else.");
-  return examples::run_server(
-      "chat_server", flags.backend, examples::listen_address(flags),
-      [](const asyncore::Address& address) {
-        return asyncore::make<ChatServer>(address);
-      });
+  return examples::run_server("chat_server", flags.backend,
+                              examples::listen_address(flags),
+                              [](const asyncore::Address& address) {
+                                return asyncore::make<ChatServer>(address);
+                              });
 }

@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
   char* end = nullptr;
   errno = 0;
   long count = std::strtol(flags.extra["count"].c_str(), &end, 10);
-  if (flags.extra["count"].empty() || *end != '\0' || count < 0 || errno == ERANGE) {
+  if (flags.extra["count"].empty() || *end != '\0' || count < 0 ||
+      errno == ERANGE) {
     std::cerr << "echo_client: bad --count '" << flags.extra["count"] << "'\n";
     return 2;
   }

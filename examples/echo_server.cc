@@ -20,7 +20,8 @@ class EchoServer : public examples::TcpListener {
  public:
   using TcpListener::TcpListener;
 
-  void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
+  void handle_accepted(asyncore::Socket sock,
+                       const asyncore::Address&) override {
     asyncore::make<EchoHandler>(std::move(sock));
   }
 };
@@ -28,9 +29,9 @@ class EchoServer : public examples::TcpListener {
 int main(int argc, char** argv) {
   auto flags = examples::parse_server_flags(
       argc, argv, "Echoes back whatever each client sends.");
-  return examples::run_server(
-      "echo_server", flags.backend, examples::listen_address(flags),
-      [](const asyncore::Address& address) {
-        return asyncore::make<EchoServer>(address);
-      });
+  return examples::run_server("echo_server", flags.backend,
+                              examples::listen_address(flags),
+                              [](const asyncore::Address& address) {
+                                return asyncore::make<EchoServer>(address);
+                              });
 }

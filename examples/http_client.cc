@@ -31,7 +31,8 @@ bool parse_url(std::string_view url, Url* out) {
   url.remove_prefix(kScheme.size());
   size_t slash = url.find('/');
   std::string_view authority = url.substr(0, slash);
-  if (slash != std::string_view::npos) out->path = std::string(url.substr(slash));
+  if (slash != std::string_view::npos)
+    out->path = std::string(url.substr(slash));
   size_t colon = authority.rfind(':');
   if (!authority.empty() && authority[0] == '[') {  // [::1]:8080
     size_t close = authority.find(']');
@@ -57,7 +58,8 @@ class HttpClient : public asyncore::Dispatcher {
  public:
   HttpClient(const Url& url, bool verbose) : verbose_(verbose) {
     asyncore::Address address = asyncore::Address::inet(url.host, url.port);
-    std::string host = address.family() == AF_INET6 ? "[" + url.host + "]" : url.host;
+    std::string host =
+        address.family() == AF_INET6 ? "[" + url.host + "]" : url.host;
     if (url.port != 80) host += ":" + std::to_string(url.port);
     buffer_ = "GET " + url.path + " HTTP/1.0\r\nHost: " + host + "\r\n\r\n";
     create_socket(address.family(), SOCK_STREAM);
@@ -68,10 +70,11 @@ class HttpClient : public asyncore::Dispatcher {
 
   void handle_close() override {
     if (!headers_done_) {
-      std::cerr << "http_client: connection closed before a complete response\n";
+      std::cerr
+          << "http_client: connection closed before a complete response\n";
     } else if (!complete()) {
-      std::cerr << "http_client: connection closed after " << body_bytes_ << " of "
-                << content_length_ << " body bytes\n";
+      std::cerr << "http_client: connection closed after " << body_bytes_
+                << " of " << content_length_ << " body bytes\n";
     }
     close();
   }
@@ -112,7 +115,9 @@ class HttpClient : public asyncore::Dispatcher {
   // The status code, 0 if no valid status line was seen.
   int status() const { return status_; }
   // False when a Content-Length promised more body than arrived.
-  bool complete() const { return content_length_ < 0 || body_bytes_ >= content_length_; }
+  bool complete() const {
+    return content_length_ < 0 || body_bytes_ >= content_length_;
+  }
 
  private:
   void parse_status(const std::string& head) {
@@ -123,20 +128,23 @@ class HttpClient : public asyncore::Dispatcher {
     std::string code = head.substr(space + 1, 3);
     char* end = nullptr;
     long value = std::strtol(code.c_str(), &end, 10);
-    if (*end == '\0' && value >= 100 && value <= 999) status_ = static_cast<int>(value);
+    if (*end == '\0' && value >= 100 && value <= 999)
+      status_ = static_cast<int>(value);
   }
 
   void parse_content_length(const std::string& head) {
     // "Content-Length: N" (the name in any case) on a line after the first.
     std::string lower = head;
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : lower)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     constexpr std::string_view kName = "\r\ncontent-length:";
     size_t at = lower.find(kName);
     if (at == std::string::npos) return;
     const char* value = head.c_str() + at + kName.size();
     char* end = nullptr;
     long long n = std::strtoll(value, &end, 10);
-    if (end != value && n >= 0 && (*end == '\0' || *end == '\r' || *end == ' ')) {
+    if (end != value && n >= 0 &&
+        (*end == '\0' || *end == '\r' || *end == ' ')) {
       content_length_ = n;
     }
   }
@@ -151,13 +159,17 @@ class HttpClient : public asyncore::Dispatcher {
 };
 
 std::string usage() {
-  return std::string("usage: http_client [-v] [--backend NAME] URL\n"
-    "\n"
-    "Fetches http://HOST[:PORT]/PATH with HTTP/1.0 and writes the body to stdout.\n"
-    "Exit status: 0 for a 2xx response, 1 otherwise, 2 for bad usage.\n"
-    "\n"
-    "options:\n"
-    "  -v, --verbose     print the status line and headers to stderr\n") +
+  return std::string(
+             "usage: http_client [-v] [--backend NAME] URL\n"
+             "\n"
+             "Fetches http://HOST[:PORT]/PATH with HTTP/1.0 and writes the "
+             "body to stdout.\n"
+             "Exit status: 0 for a 2xx response, 1 otherwise, 2 for bad "
+             "usage.\n"
+             "\n"
+             "options:\n"
+             "  -v, --verbose     print the status line and headers to "
+             "stderr\n") +
          "  --backend NAME    event backend: " + examples::backend_choices() +
          " (default auto)\n" +
          std::string("  -h, --help        show this help and exit\n");
@@ -192,7 +204,8 @@ int main(int argc, char** argv) {
   }
   Url url;
   if (target.empty()) usage_error("a URL is required");
-  if (!parse_url(target, &url)) usage_error("not an http:// URL: '" + target + "'");
+  if (!parse_url(target, &url))
+    usage_error("not an http:// URL: '" + target + "'");
   ::signal(SIGPIPE, SIG_IGN);
   try {
     try {
@@ -203,7 +216,10 @@ int main(int argc, char** argv) {
     auto client = asyncore::make<HttpClient>(url, verbose);
     asyncore::loop({.timeout = std::nullopt});
     std::fflush(stdout);
-    return client->status() >= 200 && client->status() < 300 && client->complete() ? 0 : 1;
+    return client->status() >= 200 && client->status() < 300 &&
+                   client->complete()
+               ? 0
+               : 1;
   } catch (const std::exception& e) {
     std::cerr << "http_client: " << e.what() << "\n";
     return 1;

@@ -81,8 +81,9 @@ char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; }
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(),
-                    [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return ascii_lower(x) == ascii_lower(y);
+         });
 }
 
 std::string ascii_lower(std::string_view s) {
@@ -104,9 +105,9 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_token(std::string_view s) {
   constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
   return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
-           return is_digit(c) || (ascii_lower(c) >= 'a' && ascii_lower(c) <= 'z') ||
-                  kSymbols.find(c) != std::string_view::npos;
-         });
+    return is_digit(c) || (ascii_lower(c) >= 'a' && ascii_lower(c) <= 'z') ||
+           kSymbols.find(c) != std::string_view::npos;
+  });
 }
 
 // Field values may hold visible ASCII, spaces, tabs and non-ASCII bytes; any
@@ -180,18 +181,30 @@ std::string percent_encode_path(std::string_view s) {
 
 std::string_view reason_phrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 301: return "Moved Permanently";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Internal Server Error";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 301:
+      return "Moved Permanently";
+    case 400:
+      return "Bad Request";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Content Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Internal Server Error";
   }
 }
 
@@ -242,7 +255,8 @@ std::string http_date() {
   std::tm tm{};
   gmtime_r(&now, &tm);
   char buf[40];
-  const size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  const size_t n =
+      std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
   return std::string(buf, n);
 }
 
@@ -280,12 +294,14 @@ int parse_head(std::string_view head, Request* req) {
   // Request line: method SP request-target SP HTTP-version, single spaces.
   const std::string_view line = lines[0];
   const size_t sp1 = line.find(' ');
-  const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  const size_t sp2 =
+      sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
   if (sp2 == std::string_view::npos) return 400;
   const std::string_view method = line.substr(0, sp1);
   const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   const std::string_view version = line.substr(sp2 + 1);
-  if (!is_token(method) || target.empty() || !is_field_value(target)) return 400;
+  if (!is_token(method) || target.empty() || !is_field_value(target))
+    return 400;
   // "HTTP/" DIGIT "." DIGIT; the format is checked before the number.
   if (version.size() != 8 || version.substr(0, 5) != "HTTP/" ||
       !is_digit(version[5]) || version[6] != '.' || !is_digit(version[7])) {
@@ -347,7 +363,7 @@ bool wants_keep_alive(const Request& req) {
 }
 
 struct Target {
-  std::string path;       // percent-decoded, starts with '/'
+  std::string path;        // percent-decoded, starts with '/'
   std::string_view query;  // raw, with its '?', or empty
 };
 
@@ -355,7 +371,8 @@ struct Target {
 // send and servers must accept); nullopt for anything else.
 std::optional<Target> parse_target(std::string_view target) {
   for (std::string_view scheme : {"http://", "https://"}) {
-    if (target.size() > scheme.size() && iequals(target.substr(0, scheme.size()), scheme)) {
+    if (target.size() > scheme.size() &&
+        iequals(target.substr(0, scheme.size()), scheme)) {
       target.remove_prefix(scheme.size());
       const size_t slash = target.find('/');
       target = slash == std::string_view::npos ? "/" : target.substr(slash);
@@ -389,8 +406,8 @@ Resource with_status(int status) {
 }
 
 bool is_within(const fs::path& path, const fs::path& root) {
-  return std::mismatch(root.begin(), root.end(), path.begin(), path.end()).first ==
-         root.end();
+  return std::mismatch(root.begin(), root.end(), path.begin(), path.end())
+             .first == root.end();
 }
 
 // The canonical file for `path` (which must exist), or 403 when it, or a
@@ -432,7 +449,8 @@ Resource resolve(const fs::path& root, const Target& target) {
   while (!rest.empty()) {
     const size_t slash = rest.find('/');
     const std::string_view segment = rest.substr(0, slash);
-    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    rest = slash == std::string_view::npos ? std::string_view()
+                                           : rest.substr(slash + 1);
     if (segment.empty() || segment == ".") continue;
     if (segment != "..") {
       segments.push_back(segment);
@@ -452,14 +470,16 @@ Resource resolve(const fs::path& root, const Target& target) {
   std::error_code ec;
   if (!fs::is_directory(path, ec)) {
     // "/file.html/" names a directory that is not there.
-    return target.path.back() == '/' ? with_status(404) : check_file(path, root);
+    return target.path.back() == '/' ? with_status(404)
+                                     : check_file(path, root);
   }
   // A directory: first make sure it is one of ours.
   const fs::path dir = fs::canonical(path, ec);
   if (ec || !is_within(dir, root)) return with_status(ec ? 404 : 403);
   if (target.path.back() != '/') {
     Resource redirect = with_status(301);
-    redirect.location = percent_encode_path(normalised + "/") + std::string(target.query);
+    redirect.location =
+        percent_encode_path(normalised + "/") + std::string(target.query);
     return redirect;
   }
   Resource index = check_file(dir / "index.html", root);
@@ -490,7 +510,8 @@ class FileProducer : public asynchat::Producer {
     if (remaining_ == 0) return chunk;
     if (!fd_.is_open()) {
       // O_NONBLOCK: a FIFO swapped in since the check must not block the loop.
-      fd_ = asyncore::Socket(::open(file_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+      fd_ = asyncore::Socket(
+          ::open(file_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
     }
     const size_t start = chunk.size();
     chunk.resize(start + std::min<uint64_t>(kFileChunk, remaining_));
@@ -570,7 +591,8 @@ class HttpHandler : public asynchat::AsyncChat {
   // ac_in_buffer_size bytes, so what one read can queue is bounded too.
   bool readable() override {
     if (peer_gone_) return false;
-    return queued_bytes() < kMaxQueuedBytes && queued_entries() < kMaxQueuedEntries;
+    return queued_bytes() < kMaxQueuedBytes &&
+           queued_entries() < kMaxQueuedEntries;
   }
 
   // Every end of a connection arrives here: EOF or a reset seen by recv or
@@ -624,7 +646,8 @@ class HttpHandler : public asynchat::AsyncChat {
     if (start == std::string::npos) return;
     request_ = Request{};
     keep_alive_ = false;  // until the request is known to be well-formed
-    if (int status = parse_head(std::string_view(head).substr(start), &request_)) {
+    if (int status =
+            parse_head(std::string_view(head).substr(start), &request_)) {
       return fail(status, status == 505 ? "HTTP version not supported\n"
                                         : "malformed request\n");
     }
@@ -632,14 +655,16 @@ class HttpHandler : public asynchat::AsyncChat {
     // Without Content-Length the body cannot be delimited: refuse, and close
     // since the bytes that follow may be that body.
     if (request_.has("transfer-encoding")) {
-      return fail(411, "chunked request bodies are not supported: send Content-Length\n");
+      return fail(
+          411,
+          "chunked request bodies are not supported: send Content-Length\n");
     }
     if (request_.method == "POST" && !request_.has("content-length")) {
       return fail(411, "POST needs a Content-Length\n");
     }
     if (request_.content_length > config_->max_body) {
-      return fail(413, "request body larger than " + std::to_string(config_->max_body) +
-                           " bytes\n");
+      return fail(413, "request body larger than " +
+                           std::to_string(config_->max_body) + " bytes\n");
     }
     if (request_.content_length == 0) return respond();
     // curl, for one, waits for this before sending a large body.
@@ -655,13 +680,15 @@ class HttpHandler : public asynchat::AsyncChat {
   void respond() {
     const std::string& method = request_.method;
     if (method != "GET" && method != "HEAD" && method != "POST") {
-      return send_text(405, "method not allowed\n", "Allow: GET, HEAD, POST\r\n");
+      return send_text(405, "method not allowed\n",
+                       "Allow: GET, HEAD, POST\r\n");
     }
     std::optional<Target> target = parse_target(request_.target);
     if (!target) return send_text(400, "bad request target\n");
     if (method == "POST") {
       if (target->path != "/echo") {
-        return send_text(405, "only /echo accepts POST\n", "Allow: GET, HEAD\r\n");
+        return send_text(405, "only /echo accepts POST\n",
+                         "Allow: GET, HEAD\r\n");
       }
       return echo();
     }
@@ -680,28 +707,32 @@ class HttpHandler : public asynchat::AsyncChat {
   }
 
   void send_file(const Resource& resource) {
-    std::string head = response_head(200, resource.size, content_type(resource.file));
+    std::string head =
+        response_head(200, resource.size, content_type(resource.file));
     if (request_.method == "HEAD") {
       push(std::move(head));
     } else {
       push_with_producer(std::make_unique<FileProducer>(
-          std::move(head), resource.file, resource.size, [this] { abort_response(); }));
+          std::move(head), resource.file, resource.size,
+          [this] { abort_response(); }));
     }
     end_response();
   }
 
   void echo() {
     std::vector<std::string_view> types = request_.values("content-type");
-    std::string type(types.empty() ? "application/octet-stream" : types.front());
+    std::string type(types.empty() ? "application/octet-stream"
+                                   : types.front());
     push(response_head(200, request_.body.size(), type));
     push(std::move(request_.body));
     end_response();
   }
 
   // A short text/plain response; a HEAD request gets the headers only.
-  void send_text(int status, std::string_view text, std::string_view extra_headers = {}) {
-    std::string out =
-        response_head(status, text.size(), "text/plain; charset=utf-8", extra_headers);
+  void send_text(int status, std::string_view text,
+                 std::string_view extra_headers = {}) {
+    std::string out = response_head(status, text.size(),
+                                    "text/plain; charset=utf-8", extra_headers);
     if (request_.method != "HEAD") out += text;
     push(std::move(out));
     end_response();
@@ -718,7 +749,8 @@ class HttpHandler : public asynchat::AsyncChat {
                             std::string_view extra_headers = {}) const {
     std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
     out += reason_phrase(status);
-    out += "\r\nDate: " + http_date() + "\r\nServer: asyncore++\r\nContent-Type: ";
+    out +=
+        "\r\nDate: " + http_date() + "\r\nServer: asyncore++\r\nContent-Type: ";
     out += type;
     out += "\r\nContent-Length: " + std::to_string(length) + "\r\n";
     out += extra_headers;
@@ -761,8 +793,8 @@ class HttpHandler : public asynchat::AsyncChat {
 
   const Config* config_;
   State state_ = State::kHead;
-  std::string head_;   // the request head read so far
-  Request request_;    // the request being read or answered
+  std::string head_;  // the request head read so far
+  Request request_;   // the request being read or answered
   bool keep_alive_ = false;
   bool close_queued_ = false;  // close_when_done() called
   bool peer_gone_ = false;     // EOF or reset seen with output still queued
@@ -774,7 +806,8 @@ class HttpServer : public examples::TcpListener {
   HttpServer(const asyncore::Address& address, Config config)
       : TcpListener(address), config_(std::move(config)) {}
 
-  void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
+  void handle_accepted(asyncore::Socket sock,
+                       const asyncore::Address&) override {
     asyncore::make<HttpHandler>(std::move(sock), &config_);
   }
 
@@ -799,7 +832,8 @@ Config parse_config(const examples::ServerFlags& flags) {
   char* end = nullptr;
   errno = 0;
   config.max_body = std::strtoull(max_body.c_str(), &end, 10);
-  if (max_body.empty() || !is_digit(max_body[0]) || *end != '\0' || errno == ERANGE) {
+  if (max_body.empty() || !is_digit(max_body[0]) || *end != '\0' ||
+      errno == ERANGE) {
     usage_error("--max-body " + max_body + ": not a byte count");
   }
   return config;

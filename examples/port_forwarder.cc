@@ -17,8 +17,8 @@
 #include <string>
 
 #include "core/asyncore.h"
-#include "examples/server_common.h"
 #include "core/byte_buffer.h"
+#include "examples/server_common.h"
 
 namespace {
 
@@ -38,8 +38,8 @@ class Endpoint : public asyncore::Dispatcher {
   }
 
   bool writable() override {
-    return !connected() || !out_.empty() || (shutdown_pending_ && !write_shut_) ||
-           close_when_flushed_;
+    return !connected() || !out_.empty() ||
+           (shutdown_pending_ && !write_shut_) || close_when_flushed_;
   }
 
   void handle_read() override { relay_some(); }
@@ -149,7 +149,8 @@ class Forwarder : public examples::TcpListener {
   Forwarder(const asyncore::Address& local, asyncore::Address remote)
       : TcpListener(local), remote_(std::move(remote)) {}
 
-  void handle_accepted(asyncore::Socket sock, const asyncore::Address&) override {
+  void handle_accepted(asyncore::Socket sock,
+                       const asyncore::Address&) override {
     auto receiver = asyncore::make<Receiver>(std::move(sock));
     // A client that reset before we accepted it has no peer (getpeername
     // fails, so connected() is false): it would never be read, nor closed
@@ -183,18 +184,24 @@ struct Flags {
 };
 
 std::string usage() {
-  return std::string("usage: port_forwarder [-l LOCAL_IP] [-p LOCAL_PORT] [-r REMOTE_IP] -P REMOTE_PORT\n"
-    "                      [--backend NAME]\n"
-    "\n"
-    "Relays every connection made to the local address to the remote address.\n"
-    "\n"
-    "options:\n"
-    "  -l, --local-ip IP      address to listen on (default 127.0.0.1)\n"
-    "  -p, --local-port PORT  port to listen on, 0 picks a free one (default 0)\n"
-    "  -r, --remote-ip IP     address to forward to (default 127.0.0.1)\n"
-    "  -P, --remote-port PORT port to forward to (required)\n") +
-         "  --backend NAME         event backend: " + examples::backend_choices() +
-         " (default auto)\n" +
+  return std::string(
+             "usage: port_forwarder [-l LOCAL_IP] [-p LOCAL_PORT] [-r "
+             "REMOTE_IP] -P REMOTE_PORT\n"
+             "                      [--backend NAME]\n"
+             "\n"
+             "Relays every connection made to the local address to the remote "
+             "address.\n"
+             "\n"
+             "options:\n"
+             "  -l, --local-ip IP      address to listen on (default "
+             "127.0.0.1)\n"
+             "  -p, --local-port PORT  port to listen on, 0 picks a free one "
+             "(default 0)\n"
+             "  -r, --remote-ip IP     address to forward to (default "
+             "127.0.0.1)\n"
+             "  -P, --remote-port PORT port to forward to (required)\n") +
+         "  --backend NAME         event backend: " +
+         examples::backend_choices() + " (default auto)\n" +
          std::string("  -h, --help             show this help and exit\n");
 }
 
@@ -221,7 +228,8 @@ Flags parse_flags(int argc, char** argv) {
       std::exit(0);
     }
     std::string value;
-    if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+    if (auto eq = arg.find('=');
+        arg.rfind("--", 0) == 0 && eq != std::string::npos) {
       value = arg.substr(eq + 1);
       arg.resize(eq);
     } else if (i + 1 < argc) {
@@ -254,8 +262,10 @@ int main(int argc, char** argv) {
   uint16_t local_port = parse_port(flags.local_port, "local port");
   uint16_t remote_port = parse_port(flags.remote_port, "remote port");
   bool known = flags.backend == "auto";
-  for (const std::string& b : asyncore::available_backends()) known |= b == flags.backend;
-  if (!known) usage_error("backend '" + flags.backend + "' is not available here");
+  for (const std::string& b : asyncore::available_backends())
+    known |= b == flags.backend;
+  if (!known)
+    usage_error("backend '" + flags.backend + "' is not available here");
   asyncore::Address local, remote;
   try {
     local = asyncore::Address::inet(flags.local_ip, local_port);
@@ -263,9 +273,9 @@ int main(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     usage_error(e.what());
   }
-  return examples::run_server(
-      "port_forwarder", flags.backend, local,
-      [&remote](const asyncore::Address& address) {
-        return asyncore::make<Forwarder>(address, remote);
-      });
+  return examples::run_server("port_forwarder", flags.backend, local,
+                              [&remote](const asyncore::Address& address) {
+                                return asyncore::make<Forwarder>(address,
+                                                                 remote);
+                              });
 }

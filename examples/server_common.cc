@@ -15,7 +15,8 @@
 namespace examples {
 std::string backend_choices() {
   std::string out = "auto";
-  for (const std::string& name : asyncore::available_backends()) out += "|" + name;
+  for (const std::string& name : asyncore::available_backends())
+    out += "|" + name;
   return out;
 }
 
@@ -32,8 +33,11 @@ std::string usage(std::string_view program, std::string_view summary,
   out += summary;
   out += "\n\noptions:\n";
   out += "  --host HOST      address to listen on (default 127.0.0.1)\n";
-  out += "  --port PORT      port to listen on, 0 picks a free one (default 8080)\n";
-  out += "  --backend NAME   event backend: " + backend_choices() + " (default auto)\n";
+  out +=
+      "  --port PORT      port to listen on, 0 picks a free one (default "
+      "8080)\n";
+  out += "  --backend NAME   event backend: " + backend_choices() +
+         " (default auto)\n";
   out += usage_extra;
   out += "  --help           show this help and exit\n";
   return out;
@@ -63,7 +67,8 @@ ServerFlags parse_server_flags(int argc, char** argv, std::string_view summary,
       std::cout << text;
       std::exit(0);
     }
-    if (arg.substr(0, 2) != "--") fail(program, "unexpected argument '" + std::string(arg) + "'", text);
+    if (arg.substr(0, 2) != "--")
+      fail(program, "unexpected argument '" + std::string(arg) + "'", text);
     std::string name(arg.substr(2));
     std::string value;
     const auto eq = name.find('=');
@@ -90,10 +95,12 @@ ServerFlags parse_server_flags(int argc, char** argv, std::string_view summary,
       flags.port = static_cast<uint16_t>(port);
     } else if (name == "backend") {
       bool known = value == "auto";
-      for (const std::string& b : asyncore::available_backends()) known |= b == value;
+      for (const std::string& b : asyncore::available_backends())
+        known |= b == value;
       if (!known) {
-        fail(program, "backend '" + value + "' is not available here (choose " +
-                          backend_choices() + ")",
+        fail(program,
+             "backend '" + value + "' is not available here (choose " +
+                 backend_choices() + ")",
              text);
       }
       flags.backend = value;
@@ -134,12 +141,14 @@ void TcpListener::handle_error() {
 }
 
 int run_server(std::string_view program, std::string_view backend,
-               const asyncore::Address& address, const ServerFactory& make_server) {
+               const asyncore::Address& address,
+               const ServerFactory& make_server) {
   ::signal(SIGPIPE, SIG_IGN);  // sockets use MSG_NOSIGNAL; this covers pipes
   try {
     asyncore::socket_map().set_backend(backend);
     std::shared_ptr<asyncore::Dispatcher> server = make_server(address);
-    asyncore::make<asyncore::SignalDispatcher>(std::vector<int>{SIGINT, SIGTERM});
+    asyncore::make<asyncore::SignalDispatcher>(
+        std::vector<int>{SIGINT, SIGTERM});
     announce_listening(server->socket().getsockname());
     asyncore::loop({.timeout = std::nullopt});
   } catch (const std::exception& e) {

@@ -55,10 +55,11 @@ class TcpListener : public asyncore::Dispatcher {
 // the server with make_server(address), stops on SIGINT/SIGTERM, prints
 // "listening on HOST:PORT" and runs the loop. Returns the exit status: 0
 // after a signal, 1 (with "program: error" on stderr) if anything throws.
-using ServerFactory =
-    std::function<std::shared_ptr<asyncore::Dispatcher>(const asyncore::Address&)>;
+using ServerFactory = std::function<std::shared_ptr<asyncore::Dispatcher>(
+    const asyncore::Address&)>;
 int run_server(std::string_view program, std::string_view backend,
-               const asyncore::Address& address, const ServerFactory& make_server);
+               const asyncore::Address& address,
+               const ServerFactory& make_server);
 
 }  // namespace examples
 

@@ -37,8 +37,8 @@ using asyncore::Address;
 using asyncore::ChannelMap;
 using asyncore::Dispatcher;
 using asyncore::LoopOptions;
-using asyncore::Socket;
 using asyncore::make;
+using asyncore::Socket;
 
 // --- Helpers shared by several groups ---------------------------------------
 
@@ -97,7 +97,8 @@ class ScratchFile {
   std::string path_;
 };
 
-// --- B.1 HelperFunctionTests --------------------------------------------------
+// --- B.1 HelperFunctionTests
+// --------------------------------------------------
 
 // CPython's exitingdummy: every event handler raises ExitNow.
 class ExitingDummy : public Dispatcher {
@@ -109,7 +110,9 @@ class ExitingDummy : public Dispatcher {
   void handle_close() override { throw asyncore::ExitNow(); }
   // The Python dummy has no handle_error at all; the default one here would
   // call handle_close() and throw ExitNow, hiding the mistake.
-  void handle_error() override { ADD_FAILURE() << "ExitNow reached handle_error"; }
+  void handle_error() override {
+    ADD_FAILURE() << "ExitNow reached handle_error";
+  }
 };
 
 // CPython's crashingdummy: every event handler raises an ordinary exception.
@@ -153,8 +156,8 @@ TEST(HelperFunctionTests, B2_Readwrite) {
   };
   namespace ev = asyncore::events;
   const std::pair<unsigned, std::string> expected[] = {
-      {ev::kIn, "read"},     {ev::kPri, "expt"},   {ev::kOut, "write"},
-      {ev::kErr, "closed"},  {ev::kHup, "closed"}, {ev::kNval, "closed"},
+      {ev::kIn, "read"},    {ev::kPri, "expt"},   {ev::kOut, "write"},
+      {ev::kErr, "closed"}, {ev::kHup, "closed"}, {ev::kNval, "closed"},
   };
   ChannelMap map;
   for (const auto& [flag, attr] : expected) {
@@ -340,7 +343,8 @@ TEST(DispatcherTests, B11_Strerror) {
   EXPECT_NE(asyncore::strerror(-1), "");
 }
 
-// --- B.3 DispatcherWithSendTests (per backend) --------------------------------
+// --- B.3 DispatcherWithSendTests (per backend)
+// --------------------------------
 
 class DispatcherWithSendNoRead : public asyncore::DispatcherWithSend {
  public:
@@ -353,7 +357,8 @@ class DispatcherWithSendNoRead : public asyncore::DispatcherWithSend {
 // terminator, without it; gives up after 3 s.
 std::string capture_until_newline(const Socket& conn) {
   std::string captured;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(3);
   while (std::chrono::steady_clock::now() < deadline) {
     if (!wait_readable(conn.fileno(), std::chrono::milliseconds(100))) continue;
     char buf[10];
@@ -394,7 +399,8 @@ TEST_P(DispatcherWithSendTests, B12_Send) {
   EXPECT_EQ(capture_until_newline(conn), data + data);
 }
 
-// --- B.4 FileWrapperTest ------------------------------------------------------
+// --- B.4 FileWrapperTest
+// ------------------------------------------------------
 
 constexpr std::string_view kFileData = "It's not dead, it's sleeping!";
 
@@ -485,7 +491,8 @@ TEST_P(FileDispatcherTest, B15_Dispatcher) {
   EXPECT_EQ(s->data, kFileData);
 }
 
-// --- B.5 BaseTestAPI (per backend x family) -----------------------------------
+// --- B.5 BaseTestAPI (per backend x family)
+// -----------------------------------
 
 // Thrown (after recording a failure) by handlers that must not run.
 [[noreturn]] void unexpected(const char* handler) {
@@ -752,7 +759,9 @@ TEST_P(BaseTestAPI, B26_HandleError) {
    public:
     using BaseClient::BaseClient;
     // Python divides by zero; the C++ stand-in is another distinct type.
-    void handle_write() override { throw std::domain_error("division by zero"); }
+    void handle_write() override {
+      throw std::domain_error("division by zero");
+    }
     void handle_error() override {
       flag = true;
       if (!std::current_exception()) {
@@ -900,7 +909,8 @@ TEST_P(BaseTestAPI, B31_QuickConnect) {
   global.close_all(/*ignore_all=*/true);
 }
 
-// --- Instantiation -------------------------------------------------------------
+// --- Instantiation
+// -------------------------------------------------------------
 
 std::vector<ApiParam> api_params() {
   std::vector<ApiParam> params;
@@ -912,11 +922,12 @@ std::vector<ApiParam> api_params() {
   return params;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllBackends, BaseTestAPI, ::testing::ValuesIn(api_params()),
-    [](const ::testing::TestParamInfo<ApiParam>& info) {
-      return info.param.backend + "_" + family_name(info.param.family);
-    });
+INSTANTIATE_TEST_SUITE_P(AllBackends, BaseTestAPI,
+                         ::testing::ValuesIn(api_params()),
+                         [](const ::testing::TestParamInfo<ApiParam>& info) {
+                           return info.param.backend + "_" +
+                                  family_name(info.param.family);
+                         });
 
 std::string backend_name(const ::testing::TestParamInfo<std::string>& info) {
   return info.param;

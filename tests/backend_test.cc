@@ -2,8 +2,11 @@
 // OS limits of each backend, with no dispatchers involved. Every
 // parameterised case runs over every backend this OS offers; the kqueue
 // change/merge logic and the Deadline arithmetic are tested directly.
+#include "backends/backend.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -30,9 +33,6 @@
 #include <utility>
 #include <vector>
 
-#include <gtest/gtest.h>
-
-#include "backends/backend.h"
 #include "backends/deadline.h"
 #include "backends/kqueue_logic.h"
 #include "core/socket.h"
@@ -294,7 +294,8 @@ TEST_P(BackendTest, RemovalKeepsOtherRegistrations) {
       EXPECT_EQ(events_of(m, pairs[i].first.fileno()), live[i] ? ev::kIn : 0u)
           << "pair " << i << " after removing " << victim;
     }
-    EXPECT_EQ(m.size(), static_cast<size_t>(std::count(live.begin(), live.end(), true)));
+    EXPECT_EQ(m.size(),
+              static_cast<size_t>(std::count(live.begin(), live.end(), true)));
   }
   for (size_t i = 0; i < pairs.size(); ++i) {
     if (live[i]) b().update(pairs[i].first.fileno(), kRead, kNone);
@@ -311,7 +312,8 @@ TEST_P(BackendTest, FdWantingNothingNotReportedEvenOnHangup) {
   b().update(u.fileno(), kNone, kRead);
   b().update(u.fileno(), kRead, kNone);
   ::linger lg{1, 0};
-  ASSERT_EQ(::setsockopt(peer.fileno(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+  ASSERT_EQ(::setsockopt(peer.fileno(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg),
+            0);
   peer.close();  // RST
   upeer.close();
   // A registered witness proves the wait ran and saw the hangups.
@@ -351,12 +353,14 @@ TEST_P(BackendTest, TcpPeerRstGivesInOutErrHup) {
   auto [a, peer] = tcp_pair();
   b().update(a.fileno(), kNone, kBoth);
   ::linger lg{1, 0};
-  ASSERT_EQ(::setsockopt(peer.fileno(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+  ASSERT_EQ(::setsockopt(peer.fileno(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg),
+            0);
   peer.close();
   auto m = settle(b(), a.fileno(), ev::kIn);
   unsigned want = ev::kIn | ev::kOut;
   if (poll_like(b())) want |= ev::kErr | ev::kHup;
-  EXPECT_EQ(events_of(m, a.fileno()), want) << describe(events_of(m, a.fileno()));
+  EXPECT_EQ(events_of(m, a.fileno()), want)
+      << describe(events_of(m, a.fileno()));
   b().update(a.fileno(), kBoth, kNone);
 }
 
@@ -368,7 +372,8 @@ TEST_P(BackendTest, TcpFinAfterOwnShutdownGivesHup) {
   auto m = settle(b(), a.fileno(), ev::kIn);
   unsigned want = ev::kIn | ev::kOut;
   if (poll_like(b())) want |= ev::kHup;
-  EXPECT_EQ(events_of(m, a.fileno()), want) << describe(events_of(m, a.fileno()));
+  EXPECT_EQ(events_of(m, a.fileno()), want)
+      << describe(events_of(m, a.fileno()));
   b().update(a.fileno(), kBoth, kNone);
 }
 
@@ -379,7 +384,8 @@ TEST_P(BackendTest, HupReportedToReadOnlyInterest) {
   auto [a, peer] = tcp_pair();
   b().update(a.fileno(), kNone, kRead);
   ::linger lg{1, 0};
-  ASSERT_EQ(::setsockopt(peer.fileno(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+  ASSERT_EQ(::setsockopt(peer.fileno(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg),
+            0);
   peer.close();
   auto m = settle(b(), a.fileno(), ev::kIn);
   EXPECT_EQ(events_of(m, a.fileno()), ev::kIn | ev::kErr | ev::kHup)
@@ -390,7 +396,8 @@ TEST_P(BackendTest, HupReportedToReadOnlyInterest) {
 // --- timeouts -------------------------------------------------------------
 
 double ms_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  return std::chrono::duration<double, std::milli>(Clock::now() - start)
+      .count();
 }
 
 TEST_P(BackendTest, ZeroTimeoutReturnsAtOnce) {
@@ -453,7 +460,8 @@ TEST_P(BackendTest, SubMillisecondTimeout) {
   b().update(a.fileno(), kNone, kRead);
   constexpr int kRounds = 100;
   auto start = Clock::now();
-  for (int i = 0; i < kRounds; ++i) wait_map(b(), std::chrono::microseconds(900));
+  for (int i = 0; i < kRounds; ++i)
+    wait_map(b(), std::chrono::microseconds(900));
   double took = ms_since(start);
   if (poll_like(b())) {
     EXPECT_LT(took, kRounds * 0.9 / 2) << "sub-ms timeout was not truncated";
@@ -550,7 +558,8 @@ TEST_P(BackendTest, ManyFdsAllReportedInOneWait) {
   pairs.reserve(kPairs);
   for (int i = 0; i < kPairs; ++i) pairs.push_back(Socket::pair());
   int max_fd = 0;
-  for (auto& p : pairs) max_fd = std::max({max_fd, p.first.fileno(), p.second.fileno()});
+  for (auto& p : pairs)
+    max_fd = std::max({max_fd, p.first.fileno(), p.second.fileno()});
   if (b().name() == "select" && max_fd >= FD_SETSIZE) {
     GTEST_SKIP() << "fds reach " << max_fd << ", beyond select's FD_SETSIZE";
   }
@@ -561,7 +570,8 @@ TEST_P(BackendTest, ManyFdsAllReportedInOneWait) {
   auto m = wait_map(b(), milliseconds(100));
   EXPECT_EQ(m.size(), static_cast<size_t>(kPairs));
   for (auto& p : pairs) {
-    EXPECT_EQ(events_of(m, p.first.fileno()), ev::kIn) << "fd " << p.first.fileno();
+    EXPECT_EQ(events_of(m, p.first.fileno()), ev::kIn)
+        << "fd " << p.first.fileno();
   }
   for (auto& p : pairs) b().update(p.first.fileno(), kRead, kNone);
   EXPECT_TRUE(wait_map(b(), nanoseconds(0)).empty());
@@ -570,7 +580,8 @@ TEST_P(BackendTest, ManyFdsAllReportedInOneWait) {
 // Spec D2: select refuses fds it cannot describe, with a message pointing
 // at the backends that can; the others handle them.
 TEST_P(BackendTest, FdAboveFdSetsize) {
-  if (!ensure_nofile(1200)) GTEST_SKIP() << "cannot raise RLIMIT_NOFILE to 1200";
+  if (!ensure_nofile(1200))
+    GTEST_SKIP() << "cannot raise RLIMIT_NOFILE to 1200";
   auto [a, peer] = Socket::pair();
   Socket high(::fcntl(a.fileno(), F_DUPFD_CLOEXEC, 1100));
   ASSERT_TRUE(high.is_open()) << std::strerror(errno);
@@ -583,7 +594,8 @@ TEST_P(BackendTest, FdAboveFdSetsize) {
       std::string what = e.what();
       EXPECT_NE(what.find("poll"), std::string::npos) << what;
       EXPECT_NE(what.find("epoll"), std::string::npos) << what;
-      EXPECT_NE(what.find(std::to_string(high.fileno())), std::string::npos) << what;
+      EXPECT_NE(what.find(std::to_string(high.fileno())), std::string::npos)
+          << what;
     }
     // Unregistering what was never registered is harmless.
     EXPECT_NO_THROW(b().update(high.fileno(), kRead, kNone));
@@ -768,8 +780,10 @@ TEST(KqueueLogicTest, AppendChangesForEveryTransition) {
       std::vector<kq::Change> out = {{99, kq::kFilterRead, kq::kAdd}};
       kq::append_changes(7, from, to, &out);
       std::vector<kq::Change> want = {{99, kq::kFilterRead, kq::kAdd}};
-      bool r0 = from & asyncore::kInterestRead, r1 = to & asyncore::kInterestRead;
-      bool w0 = from & asyncore::kInterestWrite, w1 = to & asyncore::kInterestWrite;
+      bool r0 = from & asyncore::kInterestRead,
+           r1 = to & asyncore::kInterestRead;
+      bool w0 = from & asyncore::kInterestWrite,
+           w1 = to & asyncore::kInterestWrite;
       if (!r0 && r1) want.push_back({7, kq::kFilterRead, kq::kAdd});
       if (r0 && !r1) want.push_back({7, kq::kFilterRead, kq::kDelete});
       if (!w0 && w1) want.push_back({7, kq::kFilterWrite, kq::kAdd});
@@ -807,9 +821,9 @@ std::vector<ReadyEvent> merge(const std::vector<kq::Result>& results,
 
 TEST(KqueueLogicTest, ReadAndWriteForOneFdMerge) {
   std::vector<int> index;
-  auto ready = merge({{5, kq::kFilterRead, 0, 0, 10},
-                      {5, kq::kFilterWrite, 0, 0, 100}},
-                     &index);
+  auto ready =
+      merge({{5, kq::kFilterRead, 0, 0, 10}, {5, kq::kFilterWrite, 0, 0, 100}},
+            &index);
   EXPECT_EQ(ready, (std::vector<ReadyEvent>{{5, ev::kIn | ev::kOut}}));
 }
 
@@ -841,12 +855,14 @@ TEST(KqueueLogicTest, FlagMapping) {
   // Failed changes.
   EXPECT_EQ(merge({{3, kq::kFilterRead, kq::kError, 0, EBADF}}, &index),
             (std::vector<ReadyEvent>{{3, ev::kNval}}));
-  EXPECT_TRUE(merge({{3, kq::kFilterWrite, kq::kError, 0, ENOENT}}, &index).empty());
+  EXPECT_TRUE(
+      merge({{3, kq::kFilterWrite, kq::kError, 0, ENOENT}}, &index).empty());
   EXPECT_EQ(merge({{3, kq::kFilterWrite, kq::kError, 0, EINVAL}}, &index),
             (std::vector<ReadyEvent>{{3, ev::kErr}}));
   // EV_ERROR's EOF-looking bits are not a socket error.
-  EXPECT_EQ(merge({{3, kq::kFilterRead, kq::kError | kq::kEof, 5, EBADF}}, &index),
-            (std::vector<ReadyEvent>{{3, ev::kNval}}));
+  EXPECT_EQ(
+      merge({{3, kq::kFilterRead, kq::kError | kq::kEof, 5, EBADF}}, &index),
+      (std::vector<ReadyEvent>{{3, ev::kNval}}));
 }
 
 TEST(KqueueLogicTest, EnoentIgnoredButOthersOfTheFdKept) {
@@ -877,9 +893,8 @@ TEST(KqueueLogicTest, UnknownFilterAndNegativeFdSkipped) {
 
 TEST(KqueueLogicTest, ScratchIndexReusedAcrossCalls) {
   std::vector<int> index;
-  auto first = merge({{40, kq::kFilterRead, 0, 0, 0},
-                      {7, kq::kFilterWrite, 0, 0, 0}},
-                     &index);
+  auto first = merge(
+      {{40, kq::kFilterRead, 0, 0, 0}, {7, kq::kFilterWrite, 0, 0, 0}}, &index);
   EXPECT_EQ(first, (std::vector<ReadyEvent>{{40, ev::kIn}, {7, ev::kOut}}));
   ASSERT_GE(index.size(), 41u);
   const size_t capacity = index.size();
@@ -892,9 +907,8 @@ TEST(KqueueLogicTest, ScratchIndexReusedAcrossCalls) {
                        {7, kq::kFilterRead, 0, 0, 0},
                        {40, kq::kFilterRead, 0, 0, 0}},
                       &index);
-  EXPECT_EQ(second, (std::vector<ReadyEvent>{{3, ev::kIn},
-                                             {40, ev::kIn | ev::kOut},
-                                             {7, ev::kIn}}));
+  EXPECT_EQ(second, (std::vector<ReadyEvent>{
+                        {3, ev::kIn}, {40, ev::kIn | ev::kOut}, {7, ev::kIn}}));
   EXPECT_EQ(index.size(), capacity) << "index grew for fds it already covers";
   EXPECT_EQ(index.data(), storage) << "index reallocated";
 }
@@ -908,7 +922,8 @@ TEST(KqueueLogicTest, AppendsAfterExistingEventsWithoutMergingIntoThem) {
   index.assign(6, -1);
   index[5] = 0;
   kq::merge_results(results.data(), 2, &ready, &index);
-  EXPECT_EQ(ready, (std::vector<ReadyEvent>{{5, ev::kNval}, {5, ev::kIn | ev::kOut}}));
+  EXPECT_EQ(ready,
+            (std::vector<ReadyEvent>{{5, ev::kNval}, {5, ev::kIn | ev::kOut}}));
 }
 
 // --- Deadline ---------------------------------------------------------------

@@ -1000,7 +1000,8 @@ TEST_P(CoreBehaviour, D03_ClosedBehindTheBackThenInterestChangeCloses) {
   map.poll_once(std::chrono::nanoseconds(0));  // registered for reading
   ::close(victim->socket().release());
   victim->want_write = true;  // the interest changes after the close
-  ASSERT_TRUE(loop_until(map, [&] { return victim->closes > 0; }, 50));
+  ASSERT_TRUE(loop_until(
+      map, [&] { return victim->closes > 0; }, 50));
   EXPECT_EQ(victim->closes, 1);
   EXPECT_TRUE(map.empty());
 }
@@ -1068,7 +1069,8 @@ TEST_P(CoreBehaviour, NestedLoopLeavesNoStaleEvents) {
   auto first = make<Reader>(std::move(a), &map);
   auto second = make<Reader>(std::move(b), &map);
   first->nest = &map;
-  second->nest = &map;  // whichever runs first nests, the other is drained inside
+  second->nest =
+      &map;  // whichever runs first nests, the other is drained inside
   ASSERT_EQ(::send(a_peer.fileno(), "a", 1, 0), 1);
   ASSERT_EQ(::send(b_peer.fileno(), "b", 1, 0), 1);
   map.poll_once(std::chrono::seconds(1));

@@ -19,10 +19,10 @@ inline std::vector<std::string> all_backends() {
 
 // Runs map.poll_once(timeout) until pred() is true, at most `max_iterations`
 // times and at most `limit` of wall time. Returns pred().
-inline bool loop_until(asyncore::ChannelMap& map,
-                       const std::function<bool()>& pred,
-                       int max_iterations = 1000, double timeout = 0.01,
-                       std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+inline bool loop_until(
+    asyncore::ChannelMap& map, const std::function<bool()>& pred,
+    int max_iterations = 1000, double timeout = 0.01,
+    std::chrono::milliseconds limit = std::chrono::seconds(10)) {
   auto deadline = std::chrono::steady_clock::now() + limit;
   for (int i = 0; i < max_iterations && !pred(); ++i) {
     if (std::chrono::steady_clock::now() > deadline) break;

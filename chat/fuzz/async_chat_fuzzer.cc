@@ -63,8 +63,8 @@ constexpr size_t kMaxFed = 16 * 1024;  // bytes fed into the channel per run
   std::abort();
 }
 
-#define FUZZ_CHECK(cond, msg)                                       \
-  do {                                                              \
+#define FUZZ_CHECK(cond, msg)                                          \
+  do {                                                                 \
     if (!(cond)) fail(std::string(#cond) + " -- " + std::string(msg)); \
   } while (0)
 
@@ -138,19 +138,27 @@ struct RefTerm {
   }
   std::string describe() const {
     switch (kind) {
-      case asynchat::Terminator::Kind::kUnset: return "unset";
-      case asynchat::Terminator::Kind::kNone: return "None";
-      case asynchat::Terminator::Kind::kCount: return "int " + std::to_string(count);
-      case asynchat::Terminator::Kind::kString: return "'" + printable(str) + "'";
+      case asynchat::Terminator::Kind::kUnset:
+        return "unset";
+      case asynchat::Terminator::Kind::kNone:
+        return "None";
+      case asynchat::Terminator::Kind::kCount:
+        return "int " + std::to_string(count);
+      case asynchat::Terminator::Kind::kString:
+        return "'" + printable(str) + "'";
     }
     return "?";
   }
   asynchat::Terminator to_terminator() const {
     switch (kind) {
-      case asynchat::Terminator::Kind::kUnset: return asynchat::Terminator();
-      case asynchat::Terminator::Kind::kNone: return asynchat::Terminator(nullptr);
-      case asynchat::Terminator::Kind::kCount: return asynchat::Terminator(count);
-      case asynchat::Terminator::Kind::kString: return asynchat::Terminator(str);
+      case asynchat::Terminator::Kind::kUnset:
+        return asynchat::Terminator();
+      case asynchat::Terminator::Kind::kNone:
+        return asynchat::Terminator(nullptr);
+      case asynchat::Terminator::Kind::kCount:
+        return asynchat::Terminator(count);
+      case asynchat::Terminator::Kind::kString:
+        return asynchat::Terminator(str);
     }
     return asynchat::Terminator();
   }
@@ -175,10 +183,10 @@ bool same(const RefTerm& r, const asynchat::Terminator& t) {
 struct Action {
   enum Kind {
     kNothing,
-    kSetTerm,      // term
-    kDiscard,      // discard_buffers()
-    kPush,         // push(data)
-    kProducer,     // push_with_producer(SimpleProducer(data, chunk))
+    kSetTerm,   // term
+    kDiscard,   // discard_buffers()
+    kPush,      // push(data)
+    kProducer,  // push_with_producer(SimpleProducer(data, chunk))
     kCloseWhenDone,
     kInitiateSend,
   } kind = kNothing;
@@ -191,16 +199,24 @@ struct Action {
 struct Event {
   enum Kind { kCollect, kTerminator, kError } kind;
   std::string data;  // collect: the bytes; terminator: take_incoming()
-  bool operator==(const Event& o) const { return kind == o.kind && data == o.data; }
+  bool operator==(const Event& o) const {
+    return kind == o.kind && data == o.data;
+  }
 };
 
 std::string describe(const std::vector<Event>& events) {
   std::string s;
   for (const Event& e : events) {
     switch (e.kind) {
-      case Event::kCollect: s += " collect('" + printable(e.data) + "')"; break;
-      case Event::kTerminator: s += " found('" + printable(e.data) + "')"; break;
-      case Event::kError: s += " error(" + e.data + ")"; break;
+      case Event::kCollect:
+        s += " collect('" + printable(e.data) + "')";
+        break;
+      case Event::kTerminator:
+        s += " found('" + printable(e.data) + "')";
+        break;
+      case Event::kError:
+        s += " error(" + e.data + ")";
+        break;
     }
   }
   return s.empty() ? " (none)" : s;
@@ -238,7 +254,8 @@ struct RefInput {
   // Processes `chunk`; found_terminator() and collect_incoming_data() take
   // actions from the front of `on_found` and `on_collect` (the model's own
   // copies). Returns the predicted callbacks.
-  std::vector<Event> process(std::string_view chunk, std::deque<Action>& on_found,
+  std::vector<Event> process(std::string_view chunk,
+                             std::deque<Action>& on_found,
                              std::deque<Action>& on_collect) {
     std::vector<Event> out;
     buf.append(chunk);
@@ -464,7 +481,8 @@ class Harness {
     drain_peer();
     FUZZ_CHECK(received_.size() - before <= limit,
                "one send of " + std::to_string(received_.size() - before) +
-                   " bytes exceeds ac_out_buffer_size " + std::to_string(limit));
+                   " bytes exceeds ac_out_buffer_size " +
+                   std::to_string(limit));
     check_output_prefix();
   }
 
@@ -506,13 +524,26 @@ class Harness {
 
   void apply(const Action& a) {
     switch (a.kind) {
-      case Action::kNothing: break;
-      case Action::kSetTerm: do_set_terminator(a.term); break;
-      case Action::kDiscard: do_discard(); break;
-      case Action::kPush: do_push(a.data, false); break;
-      case Action::kProducer: do_producer(a.data, a.chunk); break;
-      case Action::kCloseWhenDone: do_close_when_done(); break;
-      case Action::kInitiateSend: one_send([&] { chat_->initiate_send(); }); break;
+      case Action::kNothing:
+        break;
+      case Action::kSetTerm:
+        do_set_terminator(a.term);
+        break;
+      case Action::kDiscard:
+        do_discard();
+        break;
+      case Action::kPush:
+        do_push(a.data, false);
+        break;
+      case Action::kProducer:
+        do_producer(a.data, a.chunk);
+        break;
+      case Action::kCloseWhenDone:
+        do_close_when_done();
+        break;
+      case Action::kInitiateSend:
+        one_send([&] { chat_->initiate_send(); });
+        break;
     }
   }
 
@@ -544,13 +575,17 @@ class Harness {
   Action read_action(Program& prog) {
     Action a;
     switch (prog.byte() % 8) {
-      case 0: a.kind = Action::kNothing; break;
+      case 0:
+        a.kind = Action::kNothing;
+        break;
       case 1:
       case 2:
         a.kind = Action::kSetTerm;
         a.term = read_term(prog);
         break;
-      case 3: a.kind = Action::kDiscard; break;
+      case 3:
+        a.kind = Action::kDiscard;
+        break;
       case 4:
         a.kind = Action::kPush;
         a.data = prog.bytes(prog.byte() % 16, true);
@@ -560,8 +595,12 @@ class Harness {
         a.chunk = prog.byte() % 5;
         a.data = prog.bytes(prog.byte() % 32, true);
         break;
-      case 6: a.kind = Action::kCloseWhenDone; break;
-      case 7: a.kind = Action::kInitiateSend; break;
+      case 6:
+        a.kind = Action::kCloseWhenDone;
+        break;
+      case 7:
+        a.kind = Action::kInitiateSend;
+        break;
     }
     return a;
   }
@@ -569,7 +608,8 @@ class Harness {
   // Bytes the channel has not read yet.
   size_t pending_in() const {
     int avail = 0;
-    FUZZ_CHECK(::ioctl(chat_->fileno(), FIONREAD, &avail) == 0, "FIONREAD failed");
+    FUZZ_CHECK(::ioctl(chat_->fileno(), FIONREAD, &avail) == 0,
+               "FIONREAD failed");
     return static_cast<size_t>(avail);
   }
 
@@ -619,15 +659,16 @@ class Harness {
   void check_processed(const char* how, const std::string& chunk,
                        std::deque<Action>& model_script,
                        std::deque<Action>& model_collect_script) {
-    std::vector<Event> want = model_.process(chunk, model_script, model_collect_script);
+    std::vector<Event> want =
+        model_.process(chunk, model_script, model_collect_script);
     if (trace()) {
       std::fprintf(stderr, "%s '%s' ->%s\n", how, printable(chunk).c_str(),
                    describe(events_).c_str());
     }
-    FUZZ_CHECK(events_ == want,
-               std::string(how) + " of '" + printable(chunk) + "' (terminator " +
-                   model_.term.describe() + " after):\n  got: " +
-                   describe(events_) + "\n  want:" + describe(want));
+    FUZZ_CHECK(events_ == want, std::string(how) + " of '" + printable(chunk) +
+                                    "' (terminator " + model_.term.describe() +
+                                    " after):\n  got: " + describe(events_) +
+                                    "\n  want:" + describe(want));
     FUZZ_CHECK(script_.size() == model_script.size() &&
                    collect_script_.size() == model_collect_script.size(),
                "callback count differs from the model");
@@ -637,8 +678,8 @@ class Harness {
     }
     FUZZ_CHECK(same(model_.term, chat_->get_terminator()),
                "terminator after the read is " +
-                   describe(chat_->get_terminator()) +
-                   ", the model says " + model_.term.describe());
+                   describe(chat_->get_terminator()) + ", the model says " +
+                   model_.term.describe());
     model_.check_reconstruction();
   }
 
@@ -692,7 +733,8 @@ class Harness {
         FUZZ_CHECK(received_ == expected_,
                    "peer received '" + printable(received_) + "', queued '" +
                        printable(expected_) + "'");
-        FUZZ_CHECK(chat_->queued_bytes() == 0, "queued_bytes() not 0 when empty");
+        FUZZ_CHECK(chat_->queued_bytes() == 0,
+                   "queued_bytes() not 0 when empty");
       }
     }
     check_closed_state();
@@ -706,9 +748,10 @@ class Harness {
     FUZZ_CHECK(peer_eof_, "channel closed but the peer sees no EOF");
     if (!eof_ && !error_closed_) {
       FUZZ_CHECK(marker_.has_value(), "closed without a close marker");
-      FUZZ_CHECK(received_ == due(), "closed at the marker, but the peer got '" +
-                                         printable(received_) + "', not '" +
-                                         printable(due()) + "'");
+      FUZZ_CHECK(received_ == due(),
+                 "closed at the marker, but the peer got '" +
+                     printable(received_) + "', not '" + printable(due()) +
+                     "'");
     }
   }
 
@@ -719,11 +762,11 @@ class Harness {
   RefInput model_;
   std::deque<Action> script_;          // found_terminator()'s actions
   std::deque<Action> collect_script_;  // collect_incoming_data()'s actions
-  std::vector<Event> events_;     // callbacks seen during one read
-  std::string unread_;            // fed, not read by the channel yet
+  std::vector<Event> events_;          // callbacks seen during one read
+  std::string unread_;                 // fed, not read by the channel yet
   size_t fed_ = 0;
-  bool eof_ = false;              // the peer shut down its write side
-  bool error_closed_ = false;     // handle_error() closed the channel
+  bool eof_ = false;           // the peer shut down its write side
+  bool error_closed_ = false;  // handle_error() closed the channel
 
   std::string expected_;          // every byte queued for output, in order
   std::optional<size_t> marker_;  // where the first close marker sits
@@ -731,7 +774,9 @@ class Harness {
   bool peer_eof_ = false;
 };
 
-void FuzzChat::collect_incoming_data(std::string_view data) { h_->on_collect(data); }
+void FuzzChat::collect_incoming_data(std::string_view data) {
+  h_->on_collect(data);
+}
 void FuzzChat::found_terminator() { h_->on_found_terminator(); }
 void FuzzChat::handle_error() { h_->on_error(); }
 
@@ -749,18 +794,19 @@ enum Op : uint8_t {
   kOpCloseWhenDone,
   kOpDiscard,
   kOpInitiateSend,
-  kOpHandleWrite,   // asyncore::write(): a write event
-  kOpInSize,        // ac_in_buffer_size
-  kOpOutSize,       // ac_out_buffer_size
-  kOpScript,        // appends one action for found_terminator()
-  kOpPeerEof,       // the peer shuts down writing: the next read sees EOF
-  kOpCollectScript, // appends one action for collect_incoming_data()
-  kOpFeedInPlace,   // len byte, mode byte, bytes: AsyncChat::feed()
+  kOpHandleWrite,    // asyncore::write(): a write event
+  kOpInSize,         // ac_in_buffer_size
+  kOpOutSize,        // ac_out_buffer_size
+  kOpScript,         // appends one action for found_terminator()
+  kOpPeerEof,        // the peer shuts down writing: the next read sees EOF
+  kOpCollectScript,  // appends one action for collect_incoming_data()
+  kOpFeedInPlace,    // len byte, mode byte, bytes: AsyncChat::feed()
   kOpCount
 };
 
 size_t buffer_size(uint8_t b) {
-  static constexpr size_t kSizes[] = {0, 1, 2, 3, 4, 5, 7, 8, 13, 16, 64, 100, 4096, 65536};
+  static constexpr size_t kSizes[] = {0, 1,  2,  3,  4,   5,    7,
+                                      8, 13, 16, 64, 100, 4096, 65536};
   return kSizes[b % (sizeof kSizes / sizeof kSizes[0])];
 }
 
@@ -784,7 +830,8 @@ void Harness::run(Program& prog) {
           threw = true;
         }
         FUZZ_CHECK(threw, "a negative terminator was accepted");
-        FUZZ_CHECK(chat_->get_terminator() == before, "a failed set changed it");
+        FUZZ_CHECK(chat_->get_terminator() == before,
+                   "a failed set changed it");
         break;
       }
       case kOpSetBigCount: {
@@ -811,7 +858,8 @@ void Harness::run(Program& prog) {
         std::string pattern = prog.bytes(1 + prog.byte() % 8, true);
         size_t times = prog.u16() % 2048;
         std::string data;
-        for (size_t k = 0; k < times && data.size() < kMaxFed; ++k) data += pattern;
+        for (size_t k = 0; k < times && data.size() < kMaxFed; ++k)
+          data += pattern;
         feed(std::move(data));
         break;
       }
@@ -835,18 +883,32 @@ void Harness::run(Program& prog) {
         do_producer(std::move(data), chunk);
         break;
       }
-      case kOpCloseWhenDone: do_close_when_done(); break;
+      case kOpCloseWhenDone:
+        do_close_when_done();
+        break;
       case kOpDiscard: {
         do_discard();
         model_.discard();
         break;
       }
-      case kOpInitiateSend: one_send([&] { chat_->initiate_send(); }); break;
-      case kOpHandleWrite: one_send([&] { asyncore::write(*chat_); }); break;
-      case kOpInSize: chat_->ac_in_buffer_size = buffer_size(prog.byte()); break;
-      case kOpOutSize: chat_->ac_out_buffer_size = buffer_size(prog.byte()); break;
-      case kOpScript: script_.push_back(read_action(prog)); break;
-      case kOpCollectScript: collect_script_.push_back(read_action(prog)); break;
+      case kOpInitiateSend:
+        one_send([&] { chat_->initiate_send(); });
+        break;
+      case kOpHandleWrite:
+        one_send([&] { asyncore::write(*chat_); });
+        break;
+      case kOpInSize:
+        chat_->ac_in_buffer_size = buffer_size(prog.byte());
+        break;
+      case kOpOutSize:
+        chat_->ac_out_buffer_size = buffer_size(prog.byte());
+        break;
+      case kOpScript:
+        script_.push_back(read_action(prog));
+        break;
+      case kOpCollectScript:
+        collect_script_.push_back(read_action(prog));
+        break;
       case kOpPeerEof: {
         if (eof_) break;
         FUZZ_CHECK(::shutdown(peer_.fileno(), SHUT_WR) == 0, "shutdown failed");

@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
     }
   }
   if (count == 0) {
-    std::fprintf(stderr, "usage: %s FILE_OR_DIR...  (no inputs found)\n", argv[0]);
+    std::fprintf(stderr, "usage: %s FILE_OR_DIR...  (no inputs found)\n",
+                 argv[0]);
     return 1;
   }
   std::printf("%zu inputs replayed\n", count);
