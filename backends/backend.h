@@ -21,21 +21,21 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <vector>
 
 namespace asyncore {
 
-// What a channel wants to be told about. Computed by the loop from readable()
-// and writable() exactly as asyncore does (see interest_for()).
+// What a channel wants to be told about; the core computes it from
+// readable() and writable() (asyncore's rule, core/channel_map.h).
 enum Interest : unsigned {
   kInterestNone = 0,
-  kInterestRead = 1u << 0,    // readable(): poll-like backends add POLLPRI too
-  kInterestWrite = 1u << 1,   // writable() and not accepting
-  kInterestExcept = 1u << 2,  // readable() or writable(): select's third set
+  kInterestRead = 1u << 0,  // poll-like backends watch POLLPRI with it
+  kInterestWrite = 1u << 1,
+  // select's third set; the poll-like backends have no separate one.
+  kInterestExcept = 1u << 2,
 };
 
-// Readiness bits, in poll(2)'s vocabulary on every backend (so readwrite()
+// Readiness bits, in poll(2)'s vocabulary on every backend (so the core
 // reads the same whichever backend produced them).
 namespace events {
 inline constexpr unsigned kIn = POLLIN;
@@ -51,19 +51,37 @@ struct ReadyEvent {
   unsigned events;  // events::k* bits
 };
 
-// nullopt waits forever. Poll-like backends truncate to milliseconds, as
-// Python's poll2() does (spec D5): 0.9 ms means "do not block".
+// nullopt waits forever. A backend truncates a timeout to its
+// Features::timeout_resolution, as Python's poll2() truncates to whole
+// milliseconds (spec D5): on a poll-like backend 0.9 ms means "do not block".
 using Timeout = std::optional<std::chrono::nanoseconds>;
 
-// asyncore's interest rule (spec A.6): a listener is never writable, and a
-// channel that wants anything is also watched for exceptional conditions.
-constexpr unsigned interest_for(bool readable, bool writable, bool accepting) {
-  unsigned mask = kInterestNone;
-  if (readable) mask |= kInterestRead;
-  if (writable && !accepting) mask |= kInterestWrite;
-  if (readable || writable) mask |= kInterestExcept;
-  return mask;
-}
+// What a backend can do (libevent's event_method_feature): the core, the
+// tests and the benchmarks ask this instead of comparing backend names.
+struct Features {
+  // A wait costs O(ready fds) in the kernel, not O(registered fds).
+  bool o1_wait = false;
+  // A hang-up is reported as kHup (select can only make the fd readable).
+  bool reports_hup = true;
+  // Urgent TCP data is reported as kPri (kqueue needs EV_OOBAND for it).
+  bool oob_data = true;
+  // The exceptional set is kept apart from the read set (select's third
+  // fd_set): a channel that only wants to write still hears of urgent data,
+  // and a read interest without kInterestExcept ignores it.
+  bool separate_except_interest = false;
+  // A registered fd closed without update() is reported as kNval. epoll and
+  // kqueue cannot: the kernel forgets an fd when it is closed.
+  bool reports_closed_fds = false;
+  // Regular files are reported always ready for what they want, as poll(2)
+  // does (epoll cannot watch them; kqueue's EVFILT_READ means "before EOF").
+  bool regular_files_always_ready = true;
+  // fds at or above this cannot be watched at all (select's FD_SETSIZE);
+  // 0 when the process's descriptor limit is the only limit.
+  int fd_limit = 0;
+  // The wait timeout is truncated to a multiple of this (spec D5): 1 ms for
+  // the poll-like backends, 1 us for select (whose timeval Python fills).
+  std::chrono::nanoseconds timeout_resolution = std::chrono::milliseconds(1);
+};
 
 class Backend {
  public:
@@ -71,6 +89,7 @@ class Backend {
 
   // "select", "poll", "epoll" or "kqueue".
   virtual std::string_view name() const = 0;
+  virtual Features features() const = 0;
 
   // Changes fd's registration from old_mask to new_mask (kInterestNone on
   // either side means not registered). Called only when the two differ, and
@@ -102,12 +121,6 @@ std::unique_ptr<Backend> make_epoll_backend();
 #define ASYNCOREPP_HAVE_KQUEUE 1
 std::unique_ptr<Backend> make_kqueue_backend();
 #endif
-
-namespace internal {
-// Throws errno value `err` as a std::system_error whose text says what failed
-// (shared by the backends and the core).
-[[noreturn]] void throw_errno(int err, const std::string& what);
-}  // namespace internal
 
 }  // namespace asyncore
 

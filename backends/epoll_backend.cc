@@ -17,10 +17,15 @@
 #include <string>
 
 #include "backends/backend.h"
-#include "backends/deadline.h"
+#include "backends/internal/deadline.h"
+#include "backends/internal/throw_errno.h"
 
 namespace asyncore {
 namespace {
+
+// Ready bits are passed on as they are: epoll's must be poll's.
+static_assert(EPOLLIN == POLLIN && EPOLLPRI == POLLPRI && EPOLLOUT == POLLOUT &&
+              EPOLLERR == POLLERR && EPOLLHUP == POLLHUP);
 
 class EpollBackend final : public Backend {
  public:
@@ -33,6 +38,7 @@ class EpollBackend final : public Backend {
   EpollBackend& operator=(const EpollBackend&) = delete;
 
   std::string_view name() const override { return "epoll"; }
+  Features features() const override { return {.o1_wait = true}; }
 
   void update(int fd, unsigned old_mask, unsigned new_mask) override {
     uint32_t was = epoll_events(old_mask);
@@ -101,7 +107,7 @@ class EpollBackend final : public Backend {
     // One slot per registered fd: every ready fd is seen in one call.
     size_t want = std::max<size_t>(64, static_cast<size_t>(registered_));
     if (buffer_.size() < want) buffer_.resize(want);
-    internal::Deadline deadline(timeout);
+    internal::Deadline deadline(timeout, features().timeout_resolution);
     int n;
     for (;;) {
       n = ::epoll_wait(epfd_, buffer_.data(), static_cast<int>(buffer_.size()),

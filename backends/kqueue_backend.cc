@@ -17,8 +17,9 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "backends/deadline.h"
-#include "backends/kqueue_logic.h"
+#include "backends/internal/deadline.h"
+#include "backends/internal/kqueue_logic.h"
+#include "backends/internal/throw_errno.h"
 
 namespace asyncore {
 namespace {
@@ -31,6 +32,9 @@ static_assert(kq::kError == EV_ERROR);
 static_assert(kq::kEof == EV_EOF);
 #ifdef EV_OOBAND
 static_assert(kq::kOobData == EV_OOBAND);
+constexpr bool kHaveOob = true;
+#else
+constexpr bool kHaveOob = false;  // OpenBSD, NetBSD: no urgent-data flag
 #endif
 
 class KqueueBackend final : public Backend {
@@ -43,6 +47,13 @@ class KqueueBackend final : public Backend {
   KqueueBackend& operator=(const KqueueBackend&) = delete;
 
   std::string_view name() const override { return "kqueue"; }
+  Features features() const override {
+    // Regular files go to the kernel, whose EVFILT_READ fires only before
+    // EOF (unlike poll's "always ready").
+    return {.o1_wait = true,
+            .oob_data = kHaveOob,
+            .regular_files_always_ready = false};
+  }
 
   void update(int fd, unsigned old_mask, unsigned new_mask) override {
     size_t before = pending_.size();
@@ -62,7 +73,7 @@ class KqueueBackend final : public Backend {
     size_t want = std::max<size_t>(
         64, 2 * static_cast<size_t>(registered_) + changes_.size());
     if (out_.size() < want) out_.resize(want);
-    internal::Deadline deadline(timeout);
+    internal::Deadline deadline(timeout, features().timeout_resolution);
     int n;
     for (;;) {
       Timeout left = deadline.remaining();

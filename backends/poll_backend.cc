@@ -6,7 +6,8 @@
 #include <cerrno>
 
 #include "backends/backend.h"
-#include "backends/deadline.h"
+#include "backends/internal/deadline.h"
+#include "backends/internal/throw_errno.h"
 
 namespace asyncore {
 namespace {
@@ -14,6 +15,7 @@ namespace {
 class PollBackend final : public Backend {
  public:
   std::string_view name() const override { return "poll"; }
+  Features features() const override { return {.reports_closed_fds = true}; }
 
   void update(int fd, unsigned old_mask, unsigned new_mask) override {
     short want = poll_events(new_mask);
@@ -43,7 +45,7 @@ class PollBackend final : public Backend {
   }
 
   void wait(Timeout timeout, std::vector<ReadyEvent>* ready) override {
-    internal::Deadline deadline(timeout);
+    internal::Deadline deadline(timeout, features().timeout_resolution);
     for (;;) {
       int n = ::poll(fds_.data(), fds_.size(),
                      internal::Deadline::to_millis(deadline.remaining()));

@@ -4,7 +4,6 @@
 #include <stdexcept>
 
 #include "backends/backend.h"
-#include "backends/deadline.h"
 
 namespace asyncore {
 namespace {
@@ -63,11 +62,4 @@ std::unique_ptr<Backend> make_backend(std::string_view name) {
                               available_list());
 }
 
-namespace internal {
-
-void throw_errno(int err, const std::string& what) {
-  throw std::system_error(err, std::generic_category(), what);
-}
-
-}  // namespace internal
 }  // namespace asyncore

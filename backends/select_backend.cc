@@ -15,7 +15,8 @@
 #include <string>
 
 #include "backends/backend.h"
-#include "backends/deadline.h"
+#include "backends/internal/deadline.h"
+#include "backends/internal/throw_errno.h"
 
 namespace asyncore {
 namespace {
@@ -29,6 +30,13 @@ class SelectBackend final : public Backend {
   }
 
   std::string_view name() const override { return "select"; }
+  Features features() const override {
+    return {.reports_hup = false,
+            .separate_except_interest = true,
+            .reports_closed_fds = true,
+            .fd_limit = FD_SETSIZE,
+            .timeout_resolution = std::chrono::microseconds(1)};
+  }
 
   void update(int fd, unsigned old_mask, unsigned new_mask) override {
     if (fd < 0 || fd >= FD_SETSIZE) {
@@ -65,7 +73,7 @@ class SelectBackend final : public Backend {
   }
 
   void wait(Timeout timeout, std::vector<ReadyEvent>* ready) override {
-    internal::Deadline deadline(timeout);
+    internal::Deadline deadline(timeout, features().timeout_resolution);
     std::vector<int> closed;  // registered fds found closed (EBADF)
     for (;;) {
       fd_set r = read_set_, w = write_set_, e = except_set_;

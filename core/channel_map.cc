@@ -1,5 +1,6 @@
 #include "core/channel_map.h"
 
+#include <atomic>
 #include <cerrno>
 #include <system_error>
 #include <utility>
@@ -7,6 +8,22 @@
 #include "core/dispatcher.h"
 
 namespace asyncore {
+namespace {
+
+// Registration numbers (Dispatcher::registration()), from one process-wide
+// counter so that they also order registrations: a channel whose number is
+// above the one read at a wait was registered after that wait.
+std::atomic<uint64_t> g_registrations{0};
+
+uint64_t next_registration() {
+  return g_registrations.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+uint64_t last_registration() {
+  return g_registrations.load(std::memory_order_relaxed);
+}
+
+}  // namespace
 
 ChannelMap::ChannelMap(std::string_view backend_name)
     : backend_name_(backend_name) {
@@ -70,19 +87,18 @@ void ChannelMap::add(int fd, Dispatcher* channel,
   }
   if (Dispatcher* previous = slots_[static_cast<size_t>(fd)].channel) {
     // Python silently replaces the entry; the replaced channel must then not
-    // believe it is still registered.
-    previous->del_channel(this);
-    previous->fileno_ = fd;
+    // believe it is still registered (it keeps its fd, as in Python).
+    remove(fd, previous);
   }
   Slot& s = slots_[static_cast<size_t>(fd)];
   s.channel = channel;
   s.owner = std::move(owner);
-  s.serial = ++serial_;
   s.registered = kInterestNone;
   s.dirty = false;
   s.asked_index = -1;
   ++size_;
-  if (channel->declared_) {
+  channel->registered(this, next_registration());
+  if (channel->declared_interest()) {
     mark_dirty(fd);
   } else {
     s.asked_index = static_cast<int>(asked_.size());
@@ -114,6 +130,7 @@ void ChannelMap::remove(int fd, Dispatcher* channel) {
   if (s->owner) closed_.push_back(std::move(s->owner));
   *s = Slot{};
   --size_;
+  channel->unregistered(next_registration());
   // The reference is released after the iteration (or at the next one), not
   // here: the caller may be a member function of the channel it refers to.
 }
@@ -194,10 +211,10 @@ void ChannelMap::poll_once(Timeout timeout) {
     Slot* s = slot(fd);
     if (s == nullptr || s->channel == nullptr || !s->dirty) continue;
     Dispatcher* ch = s->channel;
-    if (ch->declared_) {
-      refresh_interest(
-          fd, *s,
-          interest_for(ch->want_read_, ch->want_write_, ch->accepting_));
+    if (ch->declared_interest()) {
+      refresh_interest(fd, *s,
+                       interest_for(ch->declared_readable(),
+                                    ch->declared_writable(), ch->accepting()));
     }
     s->dirty = false;  // only once registered: a failure is retried next time
   }
@@ -208,7 +225,7 @@ void ChannelMap::poll_once(Timeout timeout) {
   std::vector<ReadyEvent> ready;
   ready.swap(ready_);
   ready.clear();
-  const uint64_t wait_serial = serial_;
+  const uint64_t wait_serial = last_registration();
   // Fetched here: a predicate may have switched the map's backend.
   backend().wait(timeout, &ready);
   const uint64_t wait_number = ++waits_;
@@ -217,8 +234,10 @@ void ChannelMap::poll_once(Timeout timeout) {
   // fd number) never sees events meant for its predecessor.
   for (const ReadyEvent& ev : ready) {
     Slot* s = slot(ev.fd);
-    if (s == nullptr || s->channel == nullptr || s->serial > wait_serial)
+    if (s == nullptr || s->channel == nullptr ||
+        s->channel->registration() > wait_serial) {
       continue;
+    }
     readwrite(*s->channel, ev.events);
     // A handler ran a nested loop on this map: the rest of this list may be
     // stale (drained sockets). Readiness is level-triggered, so whatever is

@@ -28,10 +28,22 @@ namespace asyncore {
 
 class Dispatcher;
 
+// asyncore's interest rule (spec A.6): a listener is never writable, and a
+// channel that wants anything is also watched for exceptional conditions.
+constexpr unsigned interest_for(bool readable, bool writable, bool accepting) {
+  unsigned mask = kInterestNone;
+  if (readable) mask |= kInterestRead;
+  if (writable && !accepting) mask |= kInterestWrite;
+  if (readable || writable) mask |= kInterestExcept;
+  return mask;
+}
+
 class ChannelMap {
  public:
-  // The backend is chosen at the first iteration: `backend_name`, or "auto".
+  // The default backend ("auto") is created when first needed: at the first
+  // iteration or registration.
   ChannelMap() = default;
+  // Creates the named backend at once (so an unknown name throws here).
   explicit ChannelMap(std::string_view backend_name);
   // Unregisters every channel (closing none) and releases the references.
   ~ChannelMap();
@@ -73,7 +85,6 @@ class ChannelMap {
   struct Slot {
     Dispatcher* channel = nullptr;
     std::shared_ptr<Dispatcher> owner;  // null for channels not made by make<T>
-    uint64_t serial = 0;                // when it was registered
     unsigned registered = kInterestNone;
     int asked_index = -1;  // position in asked_, -1 when interest is declared
     bool dirty = false;    // declared interest changed since the last wait
@@ -101,7 +112,6 @@ class ChannelMap {
   std::vector<ReadyEvent> ready_;
   std::vector<std::shared_ptr<Dispatcher>> closed_;  // released after dispatch
   size_t size_ = 0;
-  uint64_t serial_ = 0;
   uint64_t waits_ = 0;  // backend waits so far (detects nested loops)
   int depth_ = 0;       // nesting of poll_once (a handler may run a loop)
 };

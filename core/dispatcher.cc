@@ -13,6 +13,7 @@
 #include <mutex>
 #include <typeinfo>
 
+#include "backends/internal/throw_errno.h"
 #include "core/channel_map.h"
 #include "core/log.h"
 
@@ -139,14 +140,9 @@ void Dispatcher::add_channel(ChannelMap* map) {
   if (fileno_ < 0) {
     throw std::logic_error("add_channel: the channel has no socket yet");
   }
-  if (registered_in_ != nullptr) {
-    registered_in_->remove(fileno_, this);
-    registered_in_ = nullptr;
-  }
+  if (registered_in_ != nullptr) registered_in_->remove(fileno_, this);
   // During construction there is no shared_ptr yet; make<T> adopts later.
   target->add(fileno_, this, weak_from_this().lock());
-  registered_in_ = target;
-  ++generation_;
 }
 
 void Dispatcher::del_channel(ChannelMap* map) {
@@ -154,11 +150,7 @@ void Dispatcher::del_channel(ChannelMap* map) {
   if (from != nullptr && map != nullptr && map != from) {
     return;  // not registered there: keep the fd so close() can unregister
   }
-  if (from != nullptr) {
-    registered_in_ = nullptr;
-    ++generation_;
-    from->remove(fileno_, this);
-  }
+  if (from != nullptr) from->remove(fileno_, this);
   fileno_ = -1;
 }
 
@@ -336,10 +328,10 @@ void Dispatcher::handle_read_event() {
   if (accepting_) {
     handle_accept();
   } else if (!connected_) {
-    const uint64_t generation = generation_;
+    const uint64_t registration = registration_;
     if (connecting_) handle_connect_event();
     // Closed inside handle_connect: no handle_read on a closed channel (D1).
-    if (generation_ != generation) return;
+    if (registration_ != registration) return;
     handle_read();
   } else {
     handle_read();
@@ -349,10 +341,10 @@ void Dispatcher::handle_read_event() {
 void Dispatcher::handle_write_event() {
   if (accepting_) return;  // listeners have nothing to write
   if (!connected_ && connecting_) {
-    const uint64_t generation = generation_;
+    const uint64_t registration = registration_;
     handle_connect_event();
     // Closed inside handle_connect: no handle_write on a closed channel (D1).
-    if (generation_ != generation) return;
+    if (registration_ != registration) return;
   }
   handle_write();
 }
@@ -370,11 +362,11 @@ void Dispatcher::handle_expt_event() {
 void Dispatcher::handle_connect_event() {
   int err = socket_.pending_error();
   if (err != 0) throw_errno(err, "connect " + addr_.to_string());
-  const uint64_t generation = generation_;
+  const uint64_t registration = registration_;
   handle_connect();  // Python runs it before the flags change
   // A registered channel closed by handle_connect must not come back as
   // "connected" (D1); an unregistered one keeps Python's behaviour.
-  if (generation_ != generation) return;
+  if (registration_ != registration) return;
   connected_ = true;
   connecting_ = false;
 }
@@ -492,10 +484,10 @@ void exception(Dispatcher& obj) {
 }
 
 void readwrite(Dispatcher& obj, unsigned flags) {
-  const uint64_t generation = obj.generation();
+  const uint64_t registration = obj.registration();
   // A registered channel that closed itself in an earlier step gets no more
   // events (spec D1); a never-registered object keeps its generation.
-  auto open = [&] { return obj.generation() == generation; };
+  auto open = [&] { return obj.registration() == registration; };
   try {
     if (flags & events::kIn) obj.handle_read_event();
     if ((flags & events::kOut) && open()) obj.handle_write_event();

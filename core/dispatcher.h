@@ -93,9 +93,11 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   ChannelMap* map() const { return map_; }
   // The map this channel is registered in now, or nullptr.
   ChannelMap* registered_map() const { return registered_in_; }
-  // Changes every time the channel is registered or unregistered; the loop
-  // uses it to stop delivering events to a channel closed mid-dispatch.
-  uint64_t generation() const { return generation_; }
+  // Changes every time the channel is registered or unregistered (0 before
+  // the first time); the loop uses it to skip events a channel registered
+  // after the wait must not see, and to stop delivering events to a channel
+  // closed mid-dispatch (spec D1).
+  uint64_t registration() const { return registration_; }
 
   // --- Map membership ------------------------------------------------------
   // Registers under fileno() in `map` (default: map()). A second channel with
@@ -203,6 +205,15 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
 
   // Gives the map its owning reference once make<T>() has one to give.
   void adopt();
+  // Called by the map when it (un)registers the channel.
+  void registered(ChannelMap* map, uint64_t registration) {
+    registered_in_ = map;
+    registration_ = registration;
+  }
+  void unregistered(uint64_t registration) {
+    registered_in_ = nullptr;
+    registration_ = registration;
+  }
   // asyncore's send() result rules applied to a send syscall's return value.
   size_t sent_or_closed(ssize_t n);
 
@@ -210,7 +221,7 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   ChannelMap* map_;
   ChannelMap* registered_in_ = nullptr;
   int fileno_ = -1;
-  uint64_t generation_ = 0;
+  uint64_t registration_ = 0;
   Address addr_;
   bool connected_ = false;
   bool accepting_ = false;

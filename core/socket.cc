@@ -13,7 +13,7 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "backends/backend.h"
+#include "backends/internal/throw_errno.h"
 
 namespace asyncore {
 namespace {

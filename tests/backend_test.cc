@@ -33,8 +33,8 @@
 #include <utility>
 #include <vector>
 
-#include "backends/deadline.h"
-#include "backends/kqueue_logic.h"
+#include "backends/internal/deadline.h"
+#include "backends/internal/kqueue_logic.h"
 #include "core/socket.h"
 #include "tests/test_util.h"
 
@@ -68,7 +68,10 @@ constexpr unsigned kWrite = asyncore::interest_for(false, true, false);
 constexpr unsigned kBoth = asyncore::interest_for(true, true, false);
 constexpr unsigned kNone = asyncore::kInterestNone;
 
-bool poll_like(const Backend& b) { return b.name() != "select"; }
+// Has no exceptional set of its own: PRI comes with the read interest.
+bool poll_like(const Backend& b) {
+  return !b.features().separate_except_interest;
+}
 
 std::string describe(unsigned e) {
   std::string out;
@@ -236,7 +239,7 @@ TEST_P(BackendTest, UrgentDataReportsPri) {
             poll_like(b()) ? ev::kOut : ev::kOut | ev::kPri)
       << describe(events_of(m, a.fileno()));
 
-  if (b().name() == "select") {
+  if (b().features().separate_except_interest) {
     // Read set without the exceptional set: only select can express it.
     b().update(a.fileno(), kWrite, asyncore::kInterestRead);
     m = wait_map(b(), nanoseconds(0));
@@ -358,7 +361,7 @@ TEST_P(BackendTest, TcpPeerRstGivesInOutErrHup) {
   peer.close();
   auto m = settle(b(), a.fileno(), ev::kIn);
   unsigned want = ev::kIn | ev::kOut;
-  if (poll_like(b())) want |= ev::kErr | ev::kHup;
+  if (b().features().reports_hup) want |= ev::kErr | ev::kHup;
   EXPECT_EQ(events_of(m, a.fileno()), want)
       << describe(events_of(m, a.fileno()));
   b().update(a.fileno(), kBoth, kNone);
@@ -371,7 +374,7 @@ TEST_P(BackendTest, TcpFinAfterOwnShutdownGivesHup) {
   ASSERT_EQ(::shutdown(peer.fileno(), SHUT_WR), 0);
   auto m = settle(b(), a.fileno(), ev::kIn);
   unsigned want = ev::kIn | ev::kOut;
-  if (poll_like(b())) want |= ev::kHup;
+  if (b().features().reports_hup) want |= ev::kHup;
   EXPECT_EQ(events_of(m, a.fileno()), want)
       << describe(events_of(m, a.fileno()));
   b().update(a.fileno(), kBoth, kNone);
@@ -380,7 +383,7 @@ TEST_P(BackendTest, TcpFinAfterOwnShutdownGivesHup) {
 // Hangup/error bits are reported even to a read-only registration
 // (poll(2) always returns them), never to an unregistered fd (above).
 TEST_P(BackendTest, HupReportedToReadOnlyInterest) {
-  if (!poll_like(b())) GTEST_SKIP() << "select has no HUP";
+  if (!b().features().reports_hup) GTEST_SKIP() << b().name() << " has no HUP";
   auto [a, peer] = tcp_pair();
   b().update(a.fileno(), kNone, kRead);
   ::linger lg{1, 0};
@@ -463,7 +466,7 @@ TEST_P(BackendTest, SubMillisecondTimeout) {
   for (int i = 0; i < kRounds; ++i)
     wait_map(b(), std::chrono::microseconds(900));
   double took = ms_since(start);
-  if (poll_like(b())) {
+  if (b().features().timeout_resolution >= milliseconds(1)) {
     EXPECT_LT(took, kRounds * 0.9 / 2) << "sub-ms timeout was not truncated";
   } else {
     EXPECT_GE(took, kRounds * 0.9 * 0.95);
@@ -560,7 +563,8 @@ TEST_P(BackendTest, ManyFdsAllReportedInOneWait) {
   int max_fd = 0;
   for (auto& p : pairs)
     max_fd = std::max({max_fd, p.first.fileno(), p.second.fileno()});
-  if (b().name() == "select" && max_fd >= FD_SETSIZE) {
+  const int limit = b().features().fd_limit;
+  if (limit > 0 && max_fd >= limit) {
     GTEST_SKIP() << "fds reach " << max_fd << ", beyond select's FD_SETSIZE";
   }
   for (auto& p : pairs) {
@@ -586,7 +590,8 @@ TEST_P(BackendTest, FdAboveFdSetsize) {
   Socket high(::fcntl(a.fileno(), F_DUPFD_CLOEXEC, 1100));
   ASSERT_TRUE(high.is_open()) << std::strerror(errno);
   ASSERT_GE(high.fileno(), FD_SETSIZE);
-  if (b().name() == "select") {
+  const int limit = b().features().fd_limit;
+  if (limit > 0 && high.fileno() >= limit) {
     try {
       b().update(high.fileno(), kNone, kRead);
       FAIL() << "select accepted fd " << high.fileno();
@@ -628,15 +633,13 @@ TEST_P(BackendTest, FdClosedBehindItsBack) {
   gone.close();
   std::map<int, unsigned> m;
   ASSERT_NO_THROW(m = wait_map(b(), nanoseconds(0)));
-  if (b().name() == "epoll") {
-    EXPECT_EQ(events_of(m, stale), 0u) << describe(events_of(m, stale));
-  } else {
+  if (b().features().reports_closed_fds) {
     EXPECT_EQ(events_of(m, stale), ev::kNval) << describe(events_of(m, stale));
+  } else {
+    EXPECT_EQ(events_of(m, stale), 0u) << describe(events_of(m, stale));
   }
-  if (b().name() != "select") {
-    // select reports only the closed fds in that pass (a second select).
-    EXPECT_EQ(events_of(m, a.fileno()), ev::kIn);
-  }
+  // The others are still served in the same wait.
+  EXPECT_EQ(events_of(m, a.fileno()), ev::kIn);
   // What the loop does on NVAL: handle_close() -> update(fd, mask, none).
   ASSERT_NO_THROW(b().update(stale, kRead, kNone));
   m = wait_map(b(), nanoseconds(0));
@@ -929,6 +932,22 @@ TEST(KqueueLogicTest, AppendsAfterExistingEventsWithoutMergingIntoThem) {
 // --- Deadline ---------------------------------------------------------------
 
 using asyncore::internal::Deadline;
+constexpr nanoseconds kMs = milliseconds(1);
+
+// Spec D5, for every backend in one place: the timeout is truncated to the
+// backend's resolution before the wait starts.
+TEST(DeadlineTest, TruncatesToTheResolution) {
+  EXPECT_EQ(*Deadline(std::chrono::microseconds(900), kMs).remaining(),
+            nanoseconds(0));
+  const Timeout left =
+      Deadline(std::chrono::microseconds(1900), kMs).remaining();
+  EXPECT_LE(*left, milliseconds(1));
+  EXPECT_GT(*left, std::chrono::microseconds(500));
+  EXPECT_GT(
+      *Deadline(std::chrono::microseconds(900), std::chrono::microseconds(1))
+           .remaining(),
+      std::chrono::microseconds(400));
+}
 
 TEST(DeadlineTest, ToMillisTruncates) {
   EXPECT_EQ(Deadline::to_millis(std::nullopt), -1);
@@ -964,31 +983,31 @@ TEST(DeadlineTest, ToTimevalAndTimespec) {
 }
 
 TEST(DeadlineTest, ForeverHasNoRemaining) {
-  Deadline d(std::nullopt);
+  Deadline d(std::nullopt, kMs);
   EXPECT_FALSE(d.remaining().has_value());
   EXPECT_EQ(Deadline::to_millis(d.remaining()), -1);
 }
 
 TEST(DeadlineTest, RemainingCountsDownAndNeverGoesNegative) {
-  Deadline zero(nanoseconds(0));
+  Deadline zero(nanoseconds(0), kMs);
   ASSERT_TRUE(zero.remaining().has_value());
   EXPECT_EQ(*zero.remaining(), nanoseconds(0));
 
-  Deadline d(milliseconds(200));
+  Deadline d(milliseconds(200), kMs);
   ASSERT_TRUE(d.remaining().has_value());
   EXPECT_LE(*d.remaining(), milliseconds(200));
   EXPECT_GT(*d.remaining(), milliseconds(100));
 
-  Deadline past(milliseconds(1));
+  Deadline past(milliseconds(1), kMs);
   std::this_thread::sleep_for(milliseconds(5));
   EXPECT_EQ(*past.remaining(), nanoseconds(0));
 }
 
 TEST(DeadlineTest, Clamps) {
-  Deadline negative(milliseconds(-100));
+  Deadline negative(milliseconds(-100), kMs);
   EXPECT_EQ(*negative.remaining(), nanoseconds(0));
   // Huge timeouts are clamped to a year instead of overflowing now() + t.
-  Deadline huge(nanoseconds::max());
+  Deadline huge(nanoseconds::max(), kMs);
   ASSERT_TRUE(huge.remaining().has_value());
   EXPECT_LE(*huge.remaining(), std::chrono::hours(24 * 365));
   EXPECT_GT(*huge.remaining(), std::chrono::hours(24 * 364));

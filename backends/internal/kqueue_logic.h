@@ -4,8 +4,8 @@
 // Interest changes become a kevent change list; kevent results, one per
 // (fd, filter), are merged into one poll(2)-style ReadyEvent per fd so that
 // readwrite() sees the same flags as with poll or epoll (spec A.8.4).
-#ifndef ASYNCOREPP_BACKENDS_KQUEUE_LOGIC_H_
-#define ASYNCOREPP_BACKENDS_KQUEUE_LOGIC_H_
+#ifndef ASYNCOREPP_BACKENDS_INTERNAL_KQUEUE_LOGIC_H_
+#define ASYNCOREPP_BACKENDS_INTERNAL_KQUEUE_LOGIC_H_
 
 #include <cstdint>
 #include <vector>
@@ -56,4 +56,4 @@ void merge_results(const Result* results, int count,
 
 }  // namespace asyncore::kq
 
-#endif  // ASYNCOREPP_BACKENDS_KQUEUE_LOGIC_H_
+#endif  // ASYNCOREPP_BACKENDS_INTERNAL_KQUEUE_LOGIC_H_

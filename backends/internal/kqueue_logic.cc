@@ -1,4 +1,4 @@
-#include "backends/kqueue_logic.h"
+#include "backends/internal/kqueue_logic.h"
 
 #include <cerrno>
 

@@ -1,7 +1,9 @@
-// Time bookkeeping shared by the backends: EINTR retries wait only for what
-// is left of the caller's timeout (spec C17), never the whole timeout again.
-#ifndef ASYNCOREPP_BACKENDS_DEADLINE_H_
-#define ASYNCOREPP_BACKENDS_DEADLINE_H_
+// Time bookkeeping shared by the backends: the one place where a wait
+// timeout is truncated to the backend's resolution (spec D5), and EINTR
+// retries wait only for what is left of it (spec C17), never the whole
+// timeout again.
+#ifndef ASYNCOREPP_BACKENDS_INTERNAL_DEADLINE_H_
+#define ASYNCOREPP_BACKENDS_INTERNAL_DEADLINE_H_
 
 #include <sys/time.h>
 #include <time.h>
@@ -15,10 +17,11 @@ namespace asyncore::internal {
 
 class Deadline {
  public:
-  explicit Deadline(Timeout timeout)
+  // `timeout` truncated to a multiple of `resolution` (Features).
+  Deadline(Timeout timeout, std::chrono::nanoseconds resolution)
       : forever_(!timeout.has_value()),
         end_(forever_ ? Clock::time_point::max()
-                      : Clock::now() + clamp(*timeout)) {}
+                      : Clock::now() + truncate(clamp(*timeout), resolution)) {}
 
   // What is left, never negative; nullopt when waiting forever.
   Timeout remaining() const {
@@ -28,10 +31,10 @@ class Deadline {
                             : std::chrono::nanoseconds(0);
   }
 
-  // poll(2)/epoll_wait(2) argument: -1 forever, else whole milliseconds,
-  // truncated as Python's poll2() does (spec D5). By reference: a by-value
-  // optional trips GCC 12's -Wmaybe-uninitialized false positive at -O1
-  // (the asan config), which -Werror turns into a build failure.
+  // poll(2)/epoll_wait(2) argument: -1 forever, else whole milliseconds.
+  // By reference: a by-value optional trips GCC 12's -Wmaybe-uninitialized
+  // false positive at -O1 (the asan config), which -Werror turns into a
+  // build failure.
   static int to_millis(const Timeout& t) {
     if (!t) return -1;
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*t).count();
@@ -60,6 +63,10 @@ class Deadline {
     return t < std::chrono::nanoseconds(0) ? std::chrono::nanoseconds(0)
                                            : (t > kMax ? kMax : t);
   }
+  static std::chrono::nanoseconds truncate(std::chrono::nanoseconds t,
+                                           std::chrono::nanoseconds unit) {
+    return unit.count() > 1 ? t - t % unit : t;
+  }
 
   bool forever_;
   Clock::time_point end_;
@@ -67,4 +74,4 @@ class Deadline {
 
 }  // namespace asyncore::internal
 
-#endif  // ASYNCOREPP_BACKENDS_DEADLINE_H_
+#endif  // ASYNCOREPP_BACKENDS_INTERNAL_DEADLINE_H_
