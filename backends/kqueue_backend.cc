@@ -4,8 +4,9 @@
 // kqueue_logic.cc, which is unit-tested on every OS; only the syscalls are
 // here.
 //
-// Written against the FreeBSD and macOS man pages; these machines are Linux,
-// so this file is compiled and run only where <sys/event.h> exists.
+// Written against the FreeBSD and macOS man pages. Everything below the
+// include is compiled only where ASYNCOREPP_HAVE_KQUEUE is defined
+// (backend.h: macOS and the BSDs); elsewhere this file is empty.
 #include "backends/backend.h"
 
 #ifdef ASYNCOREPP_HAVE_KQUEUE

@@ -52,15 +52,16 @@
 
 #include "chat/async_chat.h"
 #include "core/asyncore.h"
+#include "examples/http_request.h"
 #include "examples/server_common.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::string_view kHeadTerminator = "\r\n\r\n";
-// Request line plus header lines, without the blank line (431 above).
-constexpr size_t kMaxHeadBytes = 8 * 1024;
+using http::iequals;
+using http::Request;
+using http::Target;
 constexpr uint64_t kDefaultMaxBody = 1 << 20;
 // Bytes read from a file per FileProducer::more(): one AsyncChat send.
 constexpr size_t kFileChunk = 64 * 1024;
@@ -74,139 +75,6 @@ struct Config {
   fs::path root;  // canonical
   uint64_t max_body = kDefaultMaxBody;
 };
-
-// --- Text -------------------------------------------------------------------
-
-char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return ascii_lower(x) == ascii_lower(y);
-         });
-}
-
-std::string ascii_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = ascii_lower(c);
-  return out;
-}
-
-// Without the optional whitespace (spaces and tabs) around a field value.
-std::string_view trim(std::string_view s) {
-  const size_t begin = s.find_first_not_of(" \t");
-  if (begin == std::string_view::npos) return {};
-  return s.substr(begin, s.find_last_not_of(" \t") - begin + 1);
-}
-
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-// RFC 9110 token: methods and header names.
-bool is_token(std::string_view s) {
-  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
-  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
-    return is_digit(c) || (ascii_lower(c) >= 'a' && ascii_lower(c) <= 'z') ||
-           kSymbols.find(c) != std::string_view::npos;
-  });
-}
-
-// Field values may hold visible ASCII, spaces, tabs and non-ASCII bytes; any
-// other control character (a bare CR or LF, NUL...) makes the request bad.
-bool is_field_value(std::string_view s) {
-  return std::none_of(s.begin(), s.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return (u < 0x20 && c != '\t') || u == 0x7f;
-  });
-}
-
-// The items of a comma-separated header list, trimmed, empty ones skipped.
-std::vector<std::string_view> split_list(std::string_view value) {
-  std::vector<std::string_view> items;
-  while (!value.empty()) {
-    const size_t comma = value.find(',');
-    std::string_view item = trim(value.substr(0, comma));
-    if (!item.empty()) items.push_back(item);
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return items;
-}
-
-int hex_value(char c) {
-  if (is_digit(c)) return c - '0';
-  c = ascii_lower(c);
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-// Decodes %XX escapes once (so "%252e" stays the name "%2e", never ".."):
-// nullopt for a broken escape or a NUL byte, which no file name can hold.
-std::optional<std::string> percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '%') {
-      if (i + 2 >= s.size()) return std::nullopt;
-      const int hi = hex_value(s[i + 1]);
-      const int lo = hex_value(s[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      c = static_cast<char>(hi * 16 + lo);
-      i += 2;
-    }
-    if (c == '\0') return std::nullopt;
-    out += c;
-  }
-  return out;
-}
-
-// Escapes everything but unreserved characters and '/' (for Location).
-std::string percent_encode_path(std::string_view s) {
-  constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (is_digit(c) || (ascii_lower(c) >= 'a' && ascii_lower(c) <= 'z') ||
-        std::string_view("-._~/").find(c) != std::string_view::npos) {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  return out;
-}
-
-// --- HTTP vocabulary --------------------------------------------------------
-
-std::string_view reason_phrase(int status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 200:
-      return "OK";
-    case 301:
-      return "Moved Permanently";
-    case 400:
-      return "Bad Request";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 411:
-      return "Length Required";
-    case 413:
-      return "Content Too Large";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 505:
-      return "HTTP Version Not Supported";
-    default:
-      return "Internal Server Error";
-  }
-}
 
 std::string_view content_type(const fs::path& file) {
   struct Type {
@@ -241,7 +109,7 @@ std::string_view content_type(const fs::path& file) {
       {".zip", "application/zip"},
       {".gz", "application/gzip"},
   };
-  const std::string extension = ascii_lower(file.extension().string());
+  const std::string extension = http::ascii_lower(file.extension().string());
   for (const Type& t : kTypes) {
     if (t.extension == extension) return t.type;
   }
@@ -258,135 +126,6 @@ std::string http_date() {
   const size_t n =
       std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
   return std::string(buf, n);
-}
-
-// --- Requests ---------------------------------------------------------------
-
-struct Request {
-  std::string method;
-  std::string target;
-  int minor_version = 1;  // HTTP/1.<minor_version>
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower case
-  uint64_t content_length = 0;
-  std::string body;
-
-  std::vector<std::string_view> values(std::string_view name) const {
-    std::vector<std::string_view> out;
-    for (const auto& [n, v] : headers) {
-      if (n == name) out.push_back(v);
-    }
-    return out;
-  }
-  bool has(std::string_view name) const { return !values(name).empty(); }
-};
-
-// Parses a request head: the request line and the header lines, separated by
-// CRLF, without the blank line. Returns 0, or the status to answer with: 400
-// for anything malformed, 505 for an HTTP major version other than 1.
-int parse_head(std::string_view head, Request* req) {
-  std::vector<std::string_view> lines;
-  for (size_t start = 0;;) {
-    const size_t end = head.find("\r\n", start);
-    lines.push_back(head.substr(start, end - start));
-    if (end == std::string_view::npos) break;
-    start = end + 2;
-  }
-  // Request line: method SP request-target SP HTTP-version, single spaces.
-  const std::string_view line = lines[0];
-  const size_t sp1 = line.find(' ');
-  const size_t sp2 =
-      sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-  if (sp2 == std::string_view::npos) return 400;
-  const std::string_view method = line.substr(0, sp1);
-  const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  const std::string_view version = line.substr(sp2 + 1);
-  if (!is_token(method) || target.empty() || !is_field_value(target))
-    return 400;
-  // "HTTP/" DIGIT "." DIGIT; the format is checked before the number.
-  if (version.size() != 8 || version.substr(0, 5) != "HTTP/" ||
-      !is_digit(version[5]) || version[6] != '.' || !is_digit(version[7])) {
-    return 400;
-  }
-  req->method = method;
-  req->target = target;
-  req->minor_version = version[7] - '0';
-
-  for (size_t i = 1; i < lines.size(); ++i) {
-    const std::string_view field = lines[i];
-    const size_t colon = field.find(':');
-    // No whitespace before the colon, no obsolete line folding (RFC 9112
-    // section 5): both are how requests get smuggled past proxies.
-    if (colon == std::string_view::npos || !is_token(field.substr(0, colon))) {
-      return 400;
-    }
-    const std::string_view value = trim(field.substr(colon + 1));
-    if (!is_field_value(value)) return 400;
-    req->headers.emplace_back(ascii_lower(field.substr(0, colon)), value);
-  }
-  if (version[5] != '1') return 505;
-  // HTTP/1.1 requires exactly one Host (RFC 9112 section 3.2).
-  if (req->minor_version >= 1 && req->values("host").size() != 1) return 400;
-
-  // Content-Length: digits, every copy the same; saturates so that a huge
-  // value ends as 413 rather than as a parse error.
-  std::optional<uint64_t> length;
-  for (std::string_view v : req->values("content-length")) {
-    const std::vector<std::string_view> items = split_list(v);
-    if (items.empty()) return 400;
-    for (std::string_view item : items) {
-      uint64_t n = 0;
-      for (char c : item) {
-        if (!is_digit(c)) return 400;
-        const uint64_t digit = c - '0';
-        n = n > (UINT64_MAX - digit) / 10 ? UINT64_MAX : n * 10 + digit;
-      }
-      if (length && *length != n) return 400;
-      length = n;
-    }
-  }
-  req->content_length = length.value_or(0);
-  return 0;
-}
-
-// "Connection: close" ends the connection after the response; without it an
-// HTTP/1.1 connection stays open, an HTTP/1.0 one only with "keep-alive".
-bool wants_keep_alive(const Request& req) {
-  bool says_close = false;
-  bool says_keep_alive = false;
-  for (std::string_view v : req.values("connection")) {
-    for (std::string_view option : split_list(v)) {
-      says_close |= iequals(option, "close");
-      says_keep_alive |= iequals(option, "keep-alive");
-    }
-  }
-  return !says_close && (req.minor_version >= 1 || says_keep_alive);
-}
-
-struct Target {
-  std::string path;        // percent-decoded, starts with '/'
-  std::string_view query;  // raw, with its '?', or empty
-};
-
-// Origin form ("/a/b?q") or absolute form ("http://host/a/b?q", which proxies
-// send and servers must accept); nullopt for anything else.
-std::optional<Target> parse_target(std::string_view target) {
-  for (std::string_view scheme : {"http://", "https://"}) {
-    if (target.size() > scheme.size() &&
-        iequals(target.substr(0, scheme.size()), scheme)) {
-      target.remove_prefix(scheme.size());
-      const size_t slash = target.find('/');
-      target = slash == std::string_view::npos ? "/" : target.substr(slash);
-      break;
-    }
-  }
-  if (target.empty() || target[0] != '/') return std::nullopt;
-  const size_t question = target.find('?');
-  Target out;
-  if (question != std::string_view::npos) out.query = target.substr(question);
-  std::optional<std::string> path = percent_decode(target.substr(0, question));
-  if (!path) return std::nullopt;
-  out.path = std::move(*path);
-  return out;
 }
 
 // --- Files ------------------------------------------------------------------
@@ -479,7 +218,7 @@ Resource resolve(const fs::path& root, const Target& target) {
   if (target.path.back() != '/') {
     Resource redirect = with_status(301);
     redirect.location =
-        percent_encode_path(normalised + "/") + std::string(target.query);
+        http::percent_encode_path(normalised + "/") + std::string(target.query);
     return redirect;
   }
   Resource index = check_file(dir / "index.html", root);
@@ -550,7 +289,7 @@ class HttpHandler : public asynchat::AsyncChat {
  public:
   HttpHandler(asyncore::Socket sock, const Config* config)
       : AsyncChat(std::move(sock)), config_(config) {
-    set_terminator(kHeadTerminator);
+    set_terminator(http::kHeadTerminator);
     // Responses are written as soon as they are ready: a head then a body,
     // several pipelined answers. Under Nagle's algorithm each small write
     // after the first waits for the client's delayed ACK, ~40 ms a response.
@@ -562,7 +301,7 @@ class HttpHandler : public asynchat::AsyncChat {
   void collect_incoming_data(std::string_view data) override {
     switch (state_) {
       case State::kHead:
-        if (head_.size() + data.size() > kMaxHeadBytes) {
+        if (head_.size() + data.size() > http::kMaxHeadBytes) {
           fail(431, "request header fields too large\n");
           return;
         }
@@ -581,7 +320,7 @@ class HttpHandler : public asynchat::AsyncChat {
       start_request();
     } else if (state_ == State::kBody) {
       state_ = State::kHead;
-      set_terminator(kHeadTerminator);
+      set_terminator(http::kHeadTerminator);
       respond();
     }
   }
@@ -640,18 +379,16 @@ class HttpHandler : public asynchat::AsyncChat {
   };
 
   void start_request() {
-    std::string head = std::exchange(head_, {});
-    // Clients may send CRLFs between requests (RFC 9112 section 2.2).
-    const size_t start = head.find_first_not_of("\r\n");
-    if (start == std::string::npos) return;
+    const std::string head = std::exchange(head_, {});
+    const std::string_view request_head = http::skip_empty_lines(head);
+    if (request_head.empty()) return;
     request_ = Request{};
     keep_alive_ = false;  // until the request is known to be well-formed
-    if (int status =
-            parse_head(std::string_view(head).substr(start), &request_)) {
+    if (int status = http::parse_head(request_head, &request_)) {
       return fail(status, status == 505 ? "HTTP version not supported\n"
                                         : "malformed request\n");
     }
-    keep_alive_ = wants_keep_alive(request_);
+    keep_alive_ = http::wants_keep_alive(request_);
     // Without Content-Length the body cannot be delimited: refuse, and close
     // since the bytes that follow may be that body.
     if (request_.has("transfer-encoding")) {
@@ -683,7 +420,7 @@ class HttpHandler : public asynchat::AsyncChat {
       return send_text(405, "method not allowed\n",
                        "Allow: GET, HEAD, POST\r\n");
     }
-    std::optional<Target> target = parse_target(request_.target);
+    std::optional<Target> target = http::parse_target(request_.target);
     if (!target) return send_text(400, "bad request target\n");
     if (method == "POST") {
       if (target->path != "/echo") {
@@ -748,7 +485,7 @@ class HttpHandler : public asynchat::AsyncChat {
   std::string response_head(int status, uint64_t length, std::string_view type,
                             std::string_view extra_headers = {}) const {
     std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
-    out += reason_phrase(status);
+    out += http::reason_phrase(status);
     out +=
         "\r\nDate: " + http_date() + "\r\nServer: asyncore++\r\nContent-Type: ";
     out += type;
@@ -832,7 +569,7 @@ Config parse_config(const examples::ServerFlags& flags) {
   char* end = nullptr;
   errno = 0;
   config.max_body = std::strtoull(max_body.c_str(), &end, 10);
-  if (max_body.empty() || !is_digit(max_body[0]) || *end != '\0' ||
+  if (max_body.empty() || !http::is_digit(max_body[0]) || *end != '\0' ||
       errno == ERANGE) {
     usage_error("--max-body " + max_body + ": not a byte count");
   }

@@ -738,7 +738,7 @@ def test_resets(site):
     for _ in range(3):
         s = connect(site.port)
         s.sendall(request("/big.bin") * 3)
-        time.sleep(0.01)  # let the responses start: the reset lands mid-send
+        check(s.recv(1) != b"", "resets: no response started")  # mid-send now
         rst_close(s)
     check_file_response(curl(site.port, "/app.js"), *FILES["app.js"], "GET after resets")
 

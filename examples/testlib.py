@@ -4,7 +4,9 @@ Each test runs example programs as separate processes on 127.0.0.1, port 0,
 and drives them with real sockets. This module starts a program and reads
 the port it announces, waits for output with a deadline, kills and reaps
 every process it started, and offers the socket chores the tests share.
-Every wait here is bounded; nothing sleeps to synchronise.
+Every wait here is bounded. Nothing sleeps in place of an event: the few
+sleeps pace a peer, time a measurement window, or poll state that no event
+announces (/proc, in wait_until).
 
 The tests are plain scripts run by examples/py_test.sh with the system
 Python 3.11 (Bazel 4.2.3's py_test needs toolchains that are not available

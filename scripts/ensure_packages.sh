@@ -7,7 +7,7 @@
 # Jobs: build, test (GoogleTest, Benchmark and the clients the integration
 # tests drive), bench (the benchmarks and the peer libraries they compare
 # with), fuzz (clang's libFuzzer), cmake, kqueue (what builds libkqueue),
-# stress (valgrind).
+# stress (valgrind), format (clang-format).
 # Prints one line when it installs; apt's own output goes to a log file whose
 # path that line names. Exits 1 naming the packages apt could not install.
 set -euo pipefail
@@ -33,6 +33,7 @@ declare -A job_packages=(
   [kqueue]="cmake:/usr/bin/cmake"
   [stress]="valgrind:/usr/bin/valgrind
             python3:/usr/bin/python3"
+  [format]="clang-format:/usr/bin/clang-format"
 )
 
 missing=()

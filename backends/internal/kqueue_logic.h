@@ -1,5 +1,6 @@
 // The kqueue backend's logic, as plain functions that compile and are tested
-// on every OS (the syscalls themselves exist only on BSD and macOS).
+// on every OS (the syscalls themselves exist only on BSD and macOS). Not a
+// public header: only the backend and its tests include it.
 //
 // Interest changes become a kevent change list; kevent results, one per
 // (fd, filter), are merged into one poll(2)-style ReadyEvent per fd so that
