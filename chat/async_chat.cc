@@ -186,7 +186,7 @@ void AsyncChat::close_when_done() {
   Entry marker;
   marker.close = true;
   fifo_.push_back(std::move(marker));
-  update_declared_writable();
+  queue_changed();
 }
 
 void AsyncChat::discard_buffers() {
@@ -194,23 +194,53 @@ void AsyncChat::discard_buffers() {
   incoming_.clear();
   fifo_.clear();
   queued_bytes_ = 0;
-  update_declared_writable();
+  queue_changed();
 }
 
-void AsyncChat::handle_write() { initiate_send(); }
+void AsyncChat::handle_write() {
+  if (!connected() && !connecting()) {
+    // Write-ready with no connection and none in progress: initiate_send()
+    // would wait for a connect that never comes (and the loop would report
+    // the fd writable for ever). Try the send instead: its error (EPIPE,
+    // ECONNRESET, ENOTCONN) closes the channel.
+    send_gathered();
+    queue_changed();
+    return;
+  }
+  initiate_send();
+}
 
 void AsyncChat::handle_close() { close(); }
 
+void AsyncChat::handle_eof() {
+  if (!drain_on_eof || fifo_.empty()) {
+    handle_close();
+    return;
+  }
+  stop_reading();
+  close_when_done();
+}
+
+bool AsyncChat::readable() { return !limit_.paused(); }
+
 bool AsyncChat::writable() { return wants_write(); }
 
-void AsyncChat::update_declared_writable() { set_writable(wants_write()); }
+void AsyncChat::set_output_limit(size_t high, size_t low) {
+  limit_.set(high, low);
+  queue_changed();
+}
+
+void AsyncChat::queue_changed() {
+  set_readable(!limit_.update(queued_memory()));
+  set_writable(wants_write());
+}
 
 void AsyncChat::initiate_send() {
   while (!fifo_.empty() && connected()) {
     Entry& first = fifo_.front();
     if (first.close) {
       fifo_.pop_front();
-      update_declared_writable();
+      queue_changed();
       handle_close();
       return;
     }
@@ -230,7 +260,7 @@ void AsyncChat::initiate_send() {
     send_gathered();
     break;
   }
-  update_declared_writable();
+  queue_changed();
 }
 
 void AsyncChat::send_gathered() {

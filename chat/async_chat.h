@@ -15,6 +15,14 @@
 //
 // Linear time: consumed input and output are dropped by moving an offset,
 // never by copying the rest (see core/byte_buffer.h).
+//
+// Beyond Python, as DispatcherWithSend (both switchable): at the peer's EOF
+// with output queued, reading stops and the queue is sent before
+// handle_close() (drain_on_eof); and reading pauses while the output queue
+// holds more than a high-water mark of memory (set_output_limit). A write
+// event on a stream socket that is neither connected nor connecting (reset
+// before it was accepted) tries the send, whose error closes the channel,
+// where Python's async_chat would wait for ever.
 #ifndef ASYNCOREPP_CHAT_ASYNC_CHAT_H_
 #define ASYNCOREPP_CHAT_ASYNC_CHAT_H_
 
@@ -28,6 +36,7 @@
 #include "chat/terminator.h"
 #include "core/byte_buffer.h"
 #include "core/dispatcher.h"
+#include "core/output_limit.h"
 
 namespace asynchat {
 
@@ -40,6 +49,9 @@ class AsyncChat : public asyncore::Dispatcher {
   // Bytes read per handle_read(); bytes sent per write event at most.
   size_t ac_in_buffer_size = kDefaultBufferSize;
   size_t ac_out_buffer_size = kDefaultBufferSize;
+  // At the peer's EOF with output queued: true sends it before closing
+  // (as close_when_done() would), false closes at once, dropping it (Python).
+  bool drain_on_eof = true;
 
   // --- To override ---------------------------------------------------------
   // Receives message bytes as they arrive (never empty).
@@ -77,6 +89,15 @@ class AsyncChat : public asyncore::Dispatcher {
   void discard_buffers();
   // Bytes queued in buffers (producers not counted) and entries queued.
   size_t queued_bytes() const { return queued_bytes_; }
+  // Memory the output queue holds: its bytes plus each entry's overhead
+  // (what back-pressure measures: many tiny entries count too).
+  size_t queued_memory() const {
+    return queued_bytes_ + fifo_.size() * sizeof(Entry);
+  }
+  // Reading pauses at `high` bytes of queued_memory() and resumes at `low`
+  // (defaults 1 MiB and 256 KiB; high == 0: no limit).
+  void set_output_limit(size_t high, size_t low);
+  const asyncore::OutputLimit& output_limit() const { return limit_; }
   // Bytes of memory held for unprocessed input (bounded while idle).
   size_t input_capacity() const { return in_.capacity(); }
   size_t queued_entries() const { return fifo_.size(); }
@@ -86,7 +107,9 @@ class AsyncChat : public asyncore::Dispatcher {
   void handle_write() override;
   // Closes at once, dropping queued output (Python).
   void handle_close() override;
-  bool readable() override { return true; }
+  void handle_eof() override;
+  // False while reading is paused by back-pressure (Python: always true).
+  bool readable() override;
   // Output queued, or not connected yet (to see the connect complete).
   bool writable() override;
 
@@ -117,7 +140,9 @@ class AsyncChat : public asyncore::Dispatcher {
   void send_gathered();
   // Output queued, or not connected yet: writable() and the declared value.
   bool wants_write() const { return !fifo_.empty() || !connected(); }
-  void update_declared_writable();
+  // After every change of the queue: back-pressure and the declared
+  // interest, kept equal to the predicates.
+  void queue_changed();
 
   Terminator terminator_;
   asyncore::ByteBuffer in_;
@@ -125,6 +150,7 @@ class AsyncChat : public asyncore::Dispatcher {
   std::string incoming_;
   std::deque<Entry> fifo_;
   size_t queued_bytes_ = 0;
+  asyncore::OutputLimit limit_;
 };
 
 }  // namespace asynchat

@@ -71,7 +71,7 @@ void ChannelMap::set_backend(std::string_view name) {
       next->update(static_cast<int>(fd), kInterestNone, s.registered);
     } catch (const std::system_error&) {
       // e.g. select and fd >= FD_SETSIZE: re-register at the next iteration,
-      // which reports the error from loop().
+      // which delivers the error to that channel.
       s.registered = kInterestNone;
       if (s.asked_index < 0) mark_dirty(static_cast<int>(fd));
     }
@@ -162,10 +162,60 @@ void ChannelMap::mark_dirty(int fd) {
   dirty_.push_back(fd);
 }
 
-void ChannelMap::refresh_interest(int fd, Slot& s, unsigned want) {
-  if (want == s.registered) return;
-  backend().update(fd, s.registered, want);
-  s.registered = want;
+void ChannelMap::refresh_interest(int fd, Dispatcher* ch, unsigned want) {
+  Slot* s = slot(fd);
+  if (want == s->registered) return;
+  try {
+    backend().update(fd, s->registered, want);
+    s->registered = want;
+  } catch (const std::system_error&) {
+    // An fd the backend cannot watch (select and fd >= FD_SETSIZE, epoll out
+    // of watches...) costs its channel alone, never the loop: the channel's
+    // handle_error() gets the error (it runs inside this catch, so
+    // current_exception() is the error), and a channel still open after that
+    // is closed, since it could never be served.
+    const std::shared_ptr<Dispatcher> pin = s->owner;  // s may not survive
+    const uint64_t registration = ch->registration();
+    ch->handle_error();
+    if (ch->registration() == registration) ch->close();
+  }
+}
+
+void ChannelMap::update_interest() {
+  // Predicates and error handlers are user code: they may close or add
+  // channels (which reorders asked_ and may grow slots_), so walk a copy and
+  // look each slot up again after every call out.
+  std::vector<int> asked;
+  asked.swap(asked_scratch_);
+  asked.assign(asked_.begin(), asked_.end());
+  for (const int fd : asked) {
+    Slot* before = slot(fd);
+    if (before == nullptr || before->channel == nullptr ||
+        before->asked_index < 0) {
+      continue;
+    }
+    Dispatcher* ch = before->channel;
+    const bool r = ch->readable() && !ch->reading_stopped();
+    const bool w = ch->writable();
+    Slot* s = slot(fd);
+    if (s == nullptr || s->channel != ch) continue;
+    refresh_interest(fd, ch, interest_for(r, w, ch->accepting()));
+  }
+  asked.swap(asked_scratch_);
+  for (size_t i = 0; i < dirty_.size(); ++i) {
+    const int fd = dirty_[i];
+    Slot* s = slot(fd);
+    if (s == nullptr || s->channel == nullptr || !s->dirty) continue;
+    s->dirty = false;
+    Dispatcher* ch = s->channel;
+    if (ch->declared_interest()) {
+      refresh_interest(
+          fd, ch,
+          interest_for(ch->declared_readable() && !ch->reading_stopped(),
+                       ch->declared_writable(), ch->accepting()));
+    }
+  }
+  dirty_.clear();
 }
 
 void ChannelMap::release_closed() {
@@ -187,38 +237,8 @@ void ChannelMap::poll_once(Timeout timeout) {
     ChannelMap* map;
   } depth(this);
 
-  // 1. Interest. Predicates are user code: they may close or add channels
-  // (which reorders asked_), so walk a copy and look each slot up again.
-  std::vector<int> asked;
-  asked.swap(asked_scratch_);
-  asked.assign(asked_.begin(), asked_.end());
-  for (const int fd : asked) {
-    Slot* before = slot(fd);
-    if (before == nullptr || before->channel == nullptr ||
-        before->asked_index < 0) {
-      continue;
-    }
-    Dispatcher* ch = before->channel;
-    const bool r = ch->readable();
-    const bool w = ch->writable();
-    Slot* s = slot(fd);
-    if (s == nullptr || s->channel != ch) continue;
-    refresh_interest(fd, *s, interest_for(r, w, ch->accepting()));
-  }
-  asked.swap(asked_scratch_);
-  for (size_t i = 0; i < dirty_.size(); ++i) {
-    const int fd = dirty_[i];
-    Slot* s = slot(fd);
-    if (s == nullptr || s->channel == nullptr || !s->dirty) continue;
-    Dispatcher* ch = s->channel;
-    if (ch->declared_interest()) {
-      refresh_interest(fd, *s,
-                       interest_for(ch->declared_readable(),
-                                    ch->declared_writable(), ch->accepting()));
-    }
-    s->dirty = false;  // only once registered: a failure is retried next time
-  }
-  dirty_.clear();
+  // 1. Interest.
+  update_interest();
 
   // 2. Wait. The ready list is swapped out so a nested loop in a handler
   // gets its own.

@@ -68,7 +68,9 @@ class ChannelMap {
 
   // One loop iteration with `timeout` (nullopt: wait forever). Returns at
   // once when the map is empty. Exceptions from readable()/writable(), from
-  // handle_error() and ExitNow propagate, as in Python.
+  // handle_error() and ExitNow propagate, as in Python. A backend that
+  // cannot watch a channel's fd is that channel's error, not the loop's: its
+  // handle_error() runs, and it is closed if that leaves it open.
   void poll_once(Timeout timeout);
 
   // Calls close() on every channel, then empties the map. An exception from
@@ -100,7 +102,8 @@ class ChannelMap {
   Backend& backend();
   Slot* slot(int fd);
   void unlink_asked(Slot& s);
-  void refresh_interest(int fd, Slot& s, unsigned want);
+  void update_interest();
+  void refresh_interest(int fd, Dispatcher* ch, unsigned want);
   void release_closed();
 
   std::unique_ptr<Backend> backend_;

@@ -267,8 +267,8 @@ size_t Dispatcher::sent_or_closed(ssize_t n) {
 size_t Dispatcher::recv_into(void* buf, size_t max) {
   ssize_t n = socket_.recv_some(buf, max);
   if (n > 0) return static_cast<size_t>(n);
-  if (n == 0) {  // EOF: the peer closed
-    handle_close();
+  if (n == 0) {  // EOF: the peer closed, or shut down its sending side
+    handle_eof();
     return 0;
   }
   int err = errno;
@@ -300,6 +300,12 @@ void Dispatcher::close() {
 
 bool Dispatcher::readable() { return true; }
 bool Dispatcher::writable() { return true; }
+
+void Dispatcher::stop_reading() {
+  if (reading_stopped_) return;
+  reading_stopped_ = true;
+  declared_interest_changed();
+}
 
 void Dispatcher::set_declared_interest(bool on) {
   if (declared_ == on) return;
@@ -392,6 +398,8 @@ void Dispatcher::handle_accepted(Socket sock, const Address&) {
   sock.close();
   log_info("unhandled accepted event", "warning");
 }
+
+void Dispatcher::handle_eof() { handle_close(); }
 
 void Dispatcher::handle_close() {
   log_info("unhandled close event", "warning");

@@ -135,11 +135,12 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   size_t send(std::string_view data);
   // send() of several buffers in one syscall (sendmsg/writev), same rules.
   size_t send_vectored(const struct iovec* iov, int count);
-  // Up to `max` bytes. EOF or a disconnect: calls handle_close() and returns
-  // empty. No data: throws WouldBlock. Other errors throw system_error.
+  // Up to `max` bytes. EOF: calls handle_eof() and returns empty; a
+  // disconnect: calls handle_close() and returns empty. No data: throws
+  // WouldBlock. Other errors throw system_error.
   std::string recv(size_t max);
-  // recv() into a caller's buffer: returns the count, 0 meaning EOF/disconnect
-  // (handle_close() has been called).
+  // recv() into a caller's buffer: returns the count, 0 meaning EOF or a
+  // disconnect (handle_eof() or handle_close() has been called).
   size_t recv_into(void* buf, size_t max);
   // Clears the state flags, unregisters, then closes the socket (ENOTCONN and
   // EBADF are ignored). Idempotent.
@@ -149,6 +150,13 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   // Asked once per loop iteration each, unless interest is declared (below).
   virtual bool readable();
   virtual bool writable();
+
+  // The peer will send nothing more: from now on the loop does not watch
+  // this channel for input, whatever readable() answers (an EOF already
+  // seen would otherwise be reported again at every iteration). The
+  // buffered channels call it when they drain after EOF. Not undone.
+  void stop_reading();
+  bool reading_stopped() const { return reading_stopped_; }
 
   // Declared interest: for servers with many idle channels. When on, the loop
   // stops calling readable()/writable() for this channel and uses the values
@@ -173,6 +181,10 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   virtual void handle_connect();
   virtual void handle_accept();
   virtual void handle_accepted(Socket sock, const Address& addr);
+  // The peer finished sending: recv() saw end of file. Default: Python's,
+  // handle_close(). DispatcherWithSend and AsyncChat first send what they
+  // still have queued (their drain_on_eof).
+  virtual void handle_eof();
   virtual void handle_close();
   // Called from inside the catch block of the failing handler, so
   // std::current_exception() (or `throw;`) gives the error. Default: logs one
@@ -227,6 +239,7 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   bool accepting_ = false;
   bool connecting_ = false;
   bool declared_ = false;
+  bool reading_stopped_ = false;
   bool want_read_ = true;
   bool want_write_ = true;
   std::unique_ptr<std::vector<std::string>> ignore_log_types_;  // null: default

@@ -10,7 +10,7 @@ void DispatcherWithSend::send(std::string_view data) {
     // append-then-initiate_send, without the copy).
     data.remove_prefix(Dispatcher::send(data.substr(0, kSendChunk)));
     out_.append(data);
-    update_declared_writable();
+    queue_changed();
     return;
   }
   out_.append(data);
@@ -21,15 +21,44 @@ void DispatcherWithSend::initiate_send() {
   out_.consume(Dispatcher::send(out_.view().substr(0, kSendChunk)));
   // A drained burst does not pin its peak buffer size for the channel's life.
   if (out_.empty() && out_.capacity() > kSendChunk) out_.shrink();
-  update_declared_writable();
+  queue_changed();
 }
 
-void DispatcherWithSend::handle_write() { initiate_send(); }
+void DispatcherWithSend::close_when_done() {
+  close_when_done_ = true;
+  set_writable(wants_write());  // the close happens at a write event
+}
 
-bool DispatcherWithSend::writable() { return wants_write(); }
+void DispatcherWithSend::set_output_limit(size_t high, size_t low) {
+  limit_.set(high, low);
+  set_readable(!limit_.update(pending()));
+}
 
-void DispatcherWithSend::update_declared_writable() {
+void DispatcherWithSend::queue_changed() {
+  set_readable(!limit_.update(pending()));
   set_writable(wants_write());
 }
+
+void DispatcherWithSend::handle_write() {
+  initiate_send();
+  if (close_when_done_ && out_.empty() && registered_map() != nullptr) {
+    close_when_done_ = false;  // asked once, whatever handle_close() does
+    queue_changed();
+    handle_close();
+  }
+}
+
+void DispatcherWithSend::handle_eof() {
+  if (!drain_on_eof || out_.empty()) {
+    handle_close();
+    return;
+  }
+  stop_reading();
+  close_when_done();
+}
+
+bool DispatcherWithSend::readable() { return !limit_.paused(); }
+
+bool DispatcherWithSend::writable() { return wants_write(); }
 
 }  // namespace asyncore

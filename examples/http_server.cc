@@ -66,10 +66,11 @@ constexpr uint64_t kDefaultMaxBody = 1 << 20;
 // Bytes read from a file per FileProducer::more(): one AsyncChat send.
 constexpr size_t kFileChunk = 64 * 1024;
 // A client that sends requests but does not read the responses must not grow
-// the server's memory: above either limit of queued output, the handler
-// stops reading (see HttpHandler::readable()).
-constexpr size_t kMaxQueuedBytes = 256 * 1024;
-constexpr size_t kMaxQueuedEntries = 32;
+// the server's memory: above this much queued output the handler stops
+// reading (AsyncChat's back-pressure). Pipelined requests already read are
+// still answered; each read is at most ac_in_buffer_size bytes, so what one
+// read can queue is bounded too.
+constexpr size_t kMaxQueued = 256 * 1024;
 
 struct Config {
   fs::path root;  // canonical
@@ -296,6 +297,7 @@ class HttpHandler : public asynchat::AsyncChat {
     // A failure only costs speed, so it is ignored.
     const int on = 1;
     ::setsockopt(socket().fileno(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    set_output_limit(kMaxQueued, kMaxQueued / 4);
   }
 
   void collect_incoming_data(std::string_view data) override {
@@ -325,28 +327,12 @@ class HttpHandler : public asynchat::AsyncChat {
     }
   }
 
-  // Back-pressure: no new requests are read while this much output waits.
-  // Pipelined requests already read are still answered; each read is at most
-  // ac_in_buffer_size bytes, so what one read can queue is bounded too.
-  bool readable() override {
-    if (peer_gone_) return false;
-    return queued_bytes() < kMaxQueuedBytes &&
-           queued_entries() < kMaxQueuedEntries;
-  }
-
-  // Every end of a connection arrives here: EOF or a reset seen by recv or
-  // send, HUP/ERR from the poller, and the close_when_done() marker. AsyncChat
-  // would close at once and drop queued responses (spec C9), so:
+  // Every end of a connection arrives here: a reset seen by recv or send,
+  // HUP/ERR from the poller, the client's EOF once AsyncChat has sent the
+  // responses still queued (drain_on_eof), and the close_when_done() marker.
   void handle_close() override {
-    if (queued_entries() > 0 && !peer_gone_) {
-      // The client half-closed after its last request (or reset: then the
-      // next send fails and brings us back here): send what is queued first.
-      peer_gone_ = true;
-      stop_reading();
-      if (!close_queued_) queue_close();
-      return;
-    }
-    if (close_queued_ && queued_entries() == 0 && !peer_gone_ && !lingering_) {
+    if (close_queued_ && queued_entries() == 0 && !reading_stopped() &&
+        !lingering_) {
       // The marker after the last response. Closing now, with request bytes
       // still unread (an oversized body, say), would send a RST that can
       // destroy the response before the client reads it. Send FIN instead
@@ -503,13 +489,13 @@ class HttpHandler : public asynchat::AsyncChat {
   void end_response() {
     request_ = Request{};
     if (!keep_alive_) {
-      stop_reading();
+      stop_parsing();
       queue_close();
     }
   }
 
   // Requests already buffered behind this one are dropped, not answered.
-  void stop_reading() {
+  void stop_parsing() {
     state_ = State::kDone;
     set_terminator(nullptr);
   }
@@ -524,7 +510,7 @@ class HttpHandler : public asynchat::AsyncChat {
   // channel is closed; the queue is left alone until the handler goes away.
   void abort_response() {
     log_info("file changed while being sent; closing connection", "error");
-    stop_reading();
+    stop_parsing();
     close();
   }
 
@@ -534,7 +520,6 @@ class HttpHandler : public asynchat::AsyncChat {
   Request request_;   // the request being read or answered
   bool keep_alive_ = false;
   bool close_queued_ = false;  // close_when_done() called
-  bool peer_gone_ = false;     // EOF or reset seen with output still queued
   bool lingering_ = false;     // FIN sent, waiting for the client's
 };
 

@@ -47,7 +47,9 @@ void announce_listening(const asyncore::Address& bound);
 // the server, an accept() failure (EMFILE...) is logged and serving goes on.
 class TcpListener : public asyncore::Dispatcher {
  public:
-  explicit TcpListener(const asyncore::Address& address, int backlog = 128);
+  // SOMAXCONN: a burst of connects must not wait for SYN retransmissions.
+  explicit TcpListener(const asyncore::Address& address,
+                       int backlog = SOMAXCONN);
   void handle_error() override;
 };
 
