@@ -74,8 +74,12 @@ void AsyncChat::handle_read() {
 
 void AsyncChat::process_input() {
   // Callbacks may change the terminator, discard the buffers or close the
-  // channel: nothing computed before a callback is trusted after it.
-  while (!input().empty()) {
+  // channel: nothing computed before a callback is trusted after it. Once a
+  // registered channel is closed (a send inside push() failed, say), the
+  // rest of the input is dropped, not handed to a closed channel (spec D1;
+  // Python would go on calling back).
+  const uint64_t registration = this->registration();
+  while (!input().empty() && this->registration() == registration) {
     const Terminator& t = get_terminator();
     if (!t.is_set()) {
       throw std::logic_error(
@@ -219,6 +223,14 @@ void AsyncChat::handle_eof() {
   }
   stop_reading();
   close_when_done();
+}
+
+void AsyncChat::handle_drain() {
+  if (fifo_.empty()) {
+    handle_close();
+  } else {
+    close_when_done();
+  }
 }
 
 bool AsyncChat::readable() { return !limit_.paused(); }

@@ -108,6 +108,8 @@ class AsyncChat : public asyncore::Dispatcher {
   // Closes at once, dropping queued output (Python).
   void handle_close() override;
   void handle_eof() override;
+  // Sends what is queued (as close_when_done()), then handle_close().
+  void handle_drain() override;
   // False while reading is paused by back-pressure (Python: always true).
   bool readable() override;
   // Output queued, or not connected yet (to see the connect complete).

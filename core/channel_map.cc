@@ -2,10 +2,13 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <system_error>
 #include <utility>
 
 #include "core/dispatcher.h"
+#include "core/internal/post_queue.h"
+#include "core/internal/signal_source.h"
 
 namespace asyncore {
 namespace {
@@ -23,14 +26,56 @@ uint64_t last_registration() {
   return g_registrations.load(std::memory_order_relaxed);
 }
 
+Duration seconds_to_duration(double seconds) {
+  if (!(seconds > 0)) return Duration::zero();  // also NaN
+  // Beyond a century is "never" (and would overflow the clock).
+  if (seconds > 100.0 * 365 * 24 * 3600) return Duration::max() / 2;
+  return std::chrono::duration_cast<Duration>(
+      std::chrono::duration<double>(seconds));
+}
+
+// `d` rounded up to a multiple of `unit`: a wait that ends a timer's delay
+// must not end before it.
+Duration round_up(Duration d, std::chrono::nanoseconds unit) {
+  if (unit.count() <= 1) return d;
+  const auto rest = d % unit;
+  return rest.count() == 0 ? d : d - rest + unit;
+}
+
 }  // namespace
 
-ChannelMap::ChannelMap(std::string_view backend_name)
-    : backend_name_(backend_name) {
+namespace internal {
+// One on_signal() registration.
+struct SignalWatch {
+  ChannelMap* map;  // nullptr once cancelled or the map is gone
+  int signo;
+  std::function<void(int)> fn;
+};
+}  // namespace internal
+
+void SignalHandle::cancel() {
+  if (auto watch = watch_.lock(); watch && watch->map != nullptr) {
+    watch->map->cancel_signal(watch.get());
+  }
+}
+
+bool SignalHandle::active() const {
+  auto watch = watch_.lock();
+  return watch && watch->map != nullptr;
+}
+
+ChannelMap::ChannelMap()
+    : now_(Clock::now()), posted_(std::make_unique<internal::PostQueue>()) {}
+
+ChannelMap::ChannelMap(std::string_view backend_name) : ChannelMap() {
+  backend_name_ = backend_name;
   backend();  // an unknown name fails here, not at the first iteration
 }
 
-ChannelMap::~ChannelMap() { clear(); }
+ChannelMap::~ChannelMap() {
+  clear();
+  for (auto& watch : watches_) watch->map = nullptr;
+}
 
 ChannelMap::Slot* ChannelMap::slot(int fd) {
   if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return nullptr;
@@ -52,8 +97,17 @@ std::vector<Dispatcher*> ChannelMap::channels() const {
 }
 
 Backend& ChannelMap::backend() {
-  if (!backend_) backend_ = make_backend(backend_name_);
+  if (!backend_) {
+    std::unique_ptr<Backend> fresh = make_backend(backend_name_);
+    register_internal(*fresh);
+    backend_ = std::move(fresh);
+  }
   return *backend_;
+}
+
+void ChannelMap::register_internal(Backend& b) {
+  b.update(posted_->fd(), kInterestNone, kInterestRead);
+  if (signals_) b.update(signals_->fd(), kInterestNone, kInterestRead);
 }
 
 std::string_view ChannelMap::backend_name() { return backend().name(); }
@@ -64,6 +118,7 @@ void ChannelMap::set_backend(std::string_view name) {
     return;  // already there: keep the registrations
   }
   std::unique_ptr<Backend> next = make_backend(name);
+  register_internal(*next);
   for (size_t fd = 0; fd < slots_.size(); ++fd) {
     Slot& s = slots_[fd];
     if (s.channel == nullptr || s.registered == kInterestNone) continue;
@@ -226,45 +281,185 @@ void ChannelMap::release_closed() {
   }
 }
 
+bool ChannelMap::alive() const {
+  return size_ > 0 || timers_.keep_alive_count() > 0 || posted_->has_work();
+}
+
 void ChannelMap::poll_once(Timeout timeout) {
   if (depth_ == 0) release_closed();
-  if (empty()) return;
+  if (!alive()) return;
   struct Depth {
     explicit Depth(ChannelMap* m) : map(m) { ++map->depth_; }
     ~Depth() {
-      if (--map->depth_ == 0) map->release_closed();
+      if (--map->depth_ == 0) map->release_closed();  // 6. Reap
     }
     ChannelMap* map;
   } depth(this);
 
-  // 1. Interest.
+  // 1. Posted.
+  if (posted_->has_work()) {
+    posted_->run();
+    if (!alive()) return;  // nothing left to wait for (a drain, say)
+  }
+
+  // 2. Interest.
   update_interest();
 
-  // 2. Wait. The ready list is swapped out so a nested loop in a handler
+  // 3. Wait. The ready list is swapped out so a nested loop in a handler
   // gets its own.
   std::vector<ReadyEvent> ready;
   ready.swap(ready_);
   ready.clear();
   const uint64_t wait_serial = last_registration();
-  // Fetched here: a predicate may have switched the map's backend.
-  backend().wait(timeout, &ready);
+  wait(timeout, &ready);
   const uint64_t wait_number = ++waits_;
 
-  // 3. Dispatch. A channel registered after the wait (perhaps on a reused
-  // fd number) never sees events meant for its predecessor.
+  // 4. Dispatch.
+  dispatch(ready, wait_serial, wait_number);
+  ready.swap(ready_);
+
+  // 5. Timers.
+  if (!timers_.empty()) run_timers();
+}
+
+void ChannelMap::wait(Timeout timeout, std::vector<ReadyEvent>* ready) {
+  // Fetched here: a predicate may have switched the map's backend.
+  Backend& b = backend();
+  if (const auto deadline = timers_.next_deadline()) {
+    const Duration left = *deadline - Clock::now();
+    const Duration until =
+        left.count() <= 0 ? Duration::zero()
+                          : round_up(left, b.features().timeout_resolution);
+    if (!timeout || until < *timeout) timeout = until;
+  }
+  if (posted_->about_to_wait()) timeout = std::chrono::nanoseconds(0);
+  b.wait(timeout, ready);
+  posted_->awake();
+  now_ = Clock::now();
+}
+
+void ChannelMap::dispatch(const std::vector<ReadyEvent>& ready,
+                          uint64_t wait_serial, uint64_t wait_number) {
+  // A channel registered after the wait (perhaps on a reused fd number)
+  // never sees events meant for its predecessor.
   for (const ReadyEvent& ev : ready) {
     Slot* s = slot(ev.fd);
-    if (s == nullptr || s->channel == nullptr ||
-        s->channel->registration() > wait_serial) {
+    if (s == nullptr || s->channel == nullptr) {
+      dispatch_internal(ev.fd);
       continue;
     }
+    if (s->channel->registration() > wait_serial) continue;
     readwrite(*s->channel, ev.events);
     // A handler ran a nested loop on this map: the rest of this list may be
     // stale (drained sockets). Readiness is level-triggered, so whatever is
     // still ready is reported again by the next wait.
     if (waits_ != wait_number) break;
   }
-  ready.swap(ready_);
+}
+
+void ChannelMap::dispatch_internal(int fd) {
+  if (fd == posted_->fd()) {
+    posted_->drain_wakeup();
+  } else if (signals_ && fd == signals_->fd()) {
+    deliver_signals();
+  }
+}
+
+void ChannelMap::run_timers() {
+  now_ = Clock::now();
+  timers_.run_due(now_);
+}
+
+TimerHandle ChannelMap::schedule(TimePoint when, Duration interval,
+                                 std::function<void()> fn, bool keep_alive) {
+  return timers_.schedule(when, interval, std::move(fn), keep_alive);
+}
+
+TimerHandle ChannelMap::call_later(Duration delay, std::function<void()> fn) {
+  return call_at(Clock::now() + delay, std::move(fn));
+}
+
+TimerHandle ChannelMap::call_later(double seconds, std::function<void()> fn) {
+  return call_later(seconds_to_duration(seconds), std::move(fn));
+}
+
+TimerHandle ChannelMap::call_at(TimePoint when, std::function<void()> fn) {
+  return schedule(when, Duration::zero(), std::move(fn), true);
+}
+
+TimerHandle ChannelMap::call_every(Duration interval,
+                                   std::function<void()> fn) {
+  if (interval.count() <= 0) interval = Duration(1);
+  return schedule(Clock::now() + interval, interval, std::move(fn), true);
+}
+
+TimerHandle ChannelMap::call_every(double seconds, std::function<void()> fn) {
+  return call_every(seconds_to_duration(seconds), std::move(fn));
+}
+
+void ChannelMap::post(std::function<void()> fn) {
+  posted_->post(std::move(fn));
+}
+
+SignalHandle ChannelMap::on_signal(int signo, std::function<void(int)> fn) {
+  if (!signals_) {
+    auto source = internal::SignalSource::create();
+    if (backend_) backend_->update(source->fd(), kInterestNone, kInterestRead);
+    signals_ = std::move(source);
+  }
+  signals_->add(signo);  // throws if another map of the process watches it
+  auto watch = std::make_shared<internal::SignalWatch>(
+      internal::SignalWatch{this, signo, std::move(fn)});
+  watches_.push_back(watch);
+  return SignalHandle(watch);
+}
+
+void ChannelMap::cancel_signal(internal::SignalWatch* watch) {
+  watch->map = nullptr;
+  bool still_watched = false;
+  for (size_t i = 0; i < watches_.size();) {
+    if (watches_[i].get() == watch) {
+      watches_.erase(watches_.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    still_watched |= watches_[i]->signo == watch->signo;
+    ++i;
+  }
+  if (!still_watched) signals_->remove(watch->signo);
+}
+
+void ChannelMap::deliver_signals() {
+  std::vector<int> delivered;
+  signals_->drain(&delivered);
+  for (int signo : delivered) {
+    // Handlers may cancel themselves or others: call from a copy, and only
+    // those still watching.
+    std::vector<std::shared_ptr<internal::SignalWatch>> now_watching;
+    for (const auto& watch : watches_) {
+      if (watch->signo == signo) now_watching.push_back(watch);
+    }
+    for (const auto& watch : now_watching) {
+      if (watch->map == this) watch->fn(signo);
+    }
+  }
+}
+
+void ChannelMap::drain(double seconds) {
+  for (Dispatcher* ch : channels()) {
+    // Closed by an earlier channel's handle_drain(): its memory lives until
+    // the iteration ends, so asking is safe.
+    if (ch->registered_map() != this) continue;
+    try {
+      ch->handle_drain();
+    } catch (const ExitNow&) {
+      throw;
+    } catch (...) {
+      ch->handle_error();
+    }
+  }
+  schedule(
+      Clock::now() + seconds_to_duration(seconds), Duration::zero(),
+      [this] { close_all(/*ignore_all=*/true); }, /*keep_alive=*/false);
 }
 
 void ChannelMap::close_all(bool ignore_all) {
@@ -293,7 +488,7 @@ void ChannelMap::clear() {
 }
 
 ChannelMap& socket_map() {
-  static ChannelMap map;
+  thread_local ChannelMap map;
   return map;
 }
 

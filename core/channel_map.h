@@ -1,32 +1,67 @@
 // ChannelMap: Python's socket map (fd -> channel) plus the loop state that
-// goes with it: the backend instance, the interest registered per fd, and the
-// channels closed during the current iteration (released after it).
+// goes with it: the backend instance, the interest registered per fd, the
+// channels closed during the current iteration (released after it), and
+// what asyncore never had: timers, callbacks posted from other threads, and
+// signals, all served by the same wait.
 //
-// One iteration (poll_once):
-//  1. Interest: ask readable()/writable() of every channel that does not
+// One iteration (poll_once), in this order (libuv documents its phases the
+// same way):
+//  1. Posted: callbacks post()ed so far, in posting order.
+//  2. Interest: ask readable()/writable() of every channel that does not
 //     declare its interest, add the declared channels that changed, and hand
 //     only the differences to the backend.
-//  2. Wait: the backend fills a reusable ready list.
-//  3. Dispatch: readwrite() per ready fd, skipping fds whose channel was
-//     closed, replaced or newly registered since the wait (spec D1/C5).
-//  4. Reap: drop the references to channels closed during the iteration.
+//  3. Wait: the backend waits until an fd is ready, the loop's timeout, or
+//     the nearest timer's deadline, whichever comes first; not at all while
+//     posted callbacks wait.
+//  4. Dispatch: readwrite() per ready fd, skipping fds whose channel was
+//     closed, replaced or newly registered since the wait (spec D1/C5);
+//     post() wake-ups and signal handlers (on_signal) run here too.
+//  5. Timers: the timers due by now, in deadline order, equal deadlines in
+//     scheduling order (a timer scheduled here waits for the next iteration).
+//  6. Reap: drop the references to channels closed during the iteration.
 //
-// Not thread-safe: one map, one thread.
+// Threads: a map and its channels belong to the thread that runs its loop;
+// only post() may be called from other threads (the map must outlive them).
 #ifndef ASYNCOREPP_CORE_CHANNEL_MAP_H_
 #define ASYNCOREPP_CORE_CHANNEL_MAP_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "backends/backend.h"
+#include "core/timer_queue.h"
 
 namespace asyncore {
 
+class ChannelMap;
 class Dispatcher;
+
+namespace internal {
+class PostQueue;
+class SignalSource;
+struct SignalWatch;
+}  // namespace internal
+
+// A watched signal, as on_signal() returns it. cancel() is safe at any time
+// (inside the handler, twice, after the map is gone); dropping the handle
+// does not cancel. The loop's thread only.
+class SignalHandle {
+ public:
+  SignalHandle() = default;
+  void cancel();
+  bool active() const;
+
+ private:
+  friend class ChannelMap;
+  explicit SignalHandle(std::weak_ptr<internal::SignalWatch> watch)
+      : watch_(std::move(watch)) {}
+  std::weak_ptr<internal::SignalWatch> watch_;
+};
 
 // asyncore's interest rule (spec A.6): a listener is never writable, and a
 // channel that wants anything is also watched for exceptional conditions.
@@ -40,9 +75,10 @@ constexpr unsigned interest_for(bool readable, bool writable, bool accepting) {
 
 class ChannelMap {
  public:
-  // The default backend ("auto") is created when first needed: at the first
-  // iteration or registration.
-  ChannelMap() = default;
+  // The default backend ("auto") is created when first needed (the first
+  // iteration, say). Throws std::system_error if the post() wake-up
+  // descriptor cannot be created.
+  ChannelMap();
   // Creates the named backend at once (so an unknown name throws here).
   explicit ChannelMap(std::string_view backend_name);
   // Unregisters every channel (closing none) and releases the references.
@@ -66,12 +102,59 @@ class ChannelMap {
   // The backend in use; creates the default one if none was chosen yet.
   std::string_view backend_name();
 
-  // One loop iteration with `timeout` (nullopt: wait forever). Returns at
-  // once when the map is empty. Exceptions from readable()/writable(), from
-  // handle_error() and ExitNow propagate, as in Python. A backend that
-  // cannot watch a channel's fd is that channel's error, not the loop's: its
-  // handle_error() runs, and it is closed if that leaves it open.
+  // One loop iteration (the phases above) with `timeout` (nullopt: wait
+  // forever, or until the nearest timer). Returns at once when there is
+  // nothing to wait for (!alive()). Exceptions from readable()/writable(),
+  // from handle_error(), from timer, posted and signal callbacks, and ExitNow
+  // propagate, as in Python. A backend that cannot watch a channel's fd is
+  // that channel's error, not the loop's: its handle_error() runs, and it is
+  // closed if that leaves it open.
   void poll_once(Timeout timeout);
+
+  // What keeps loop() going: a channel, a timer (the library's own idle and
+  // drain timers excepted), or a posted callback still to run. Watched
+  // signals alone do not.
+  bool alive() const;
+
+  // --- Timers (the loop's thread) -----------------------------------------
+  // fn runs once, `delay` (or `seconds`) from now, never earlier: measured
+  // on the monotonic Clock, and a wait that a backend rounds to whole
+  // milliseconds is rounded up, not down, when a timer ends it.
+  TimerHandle call_later(Duration delay, std::function<void()> fn);
+  TimerHandle call_later(double seconds, std::function<void()> fn);
+  TimerHandle call_at(TimePoint when, std::function<void()> fn);
+  // fn runs every `interval`, the first time one interval from now, until
+  // cancelled; ticks missed while the loop was busy are skipped, not caught
+  // up.
+  TimerHandle call_every(Duration interval, std::function<void()> fn);
+  TimerHandle call_every(double seconds, std::function<void()> fn);
+  // Timers scheduled and not yet fired or cancelled.
+  size_t pending_timers() const { return timers_.size(); }
+  // The loop's clock, read once per iteration (after the wait): what idle
+  // timeouts measure against, at no system call per read.
+  TimePoint now() const { return now_; }
+
+  // --- post() (any thread) -------------------------------------------------
+  // Runs fn on the loop's thread at its next iteration, waking a blocked
+  // wait at once; callbacks run in the order they were posted. Never blocks
+  // on the loop; costs no system call when the loop is awake.
+  void post(std::function<void()> fn);
+
+  // --- Signals (the loop's thread) -----------------------------------------
+  // fn(signo) runs on the loop's thread, in the dispatch phase, after each
+  // delivery of signo (deliveries that arrive together may merge, as the
+  // kernel merges pending signals). Several handlers of one map may watch
+  // the same signal; another map of the process may not (std::logic_error).
+  // Linux: signalfd (the signal is blocked in this thread; block it before
+  // starting other threads, which inherit the mask); elsewhere a self-pipe.
+  SignalHandle on_signal(int signo, std::function<void(int)> fn);
+
+  // --- Graceful shutdown ---------------------------------------------------
+  // Asks every channel to finish (Dispatcher::handle_drain(): listeners
+  // close at once, so new connections are refused; buffered channels close
+  // once their queued output is sent; others close), and closes whatever is
+  // still open `seconds` later. loop() returns as soon as the map is empty.
+  void drain(double seconds);
 
   // Calls close() on every channel, then empties the map. An exception from
   // close() other than EBADF propagates (leaving the map as it is) unless
@@ -83,6 +166,7 @@ class ChannelMap {
 
  private:
   friend class Dispatcher;
+  friend class SignalHandle;
 
   struct Slot {
     Dispatcher* channel = nullptr;
@@ -99,12 +183,29 @@ class ChannelMap {
   void set_declared(int fd, bool declared);
   void mark_dirty(int fd);
 
+  // Timers of the library's own (idle timeouts, drain) keep_alive = false.
+  TimerHandle schedule(TimePoint when, Duration interval,
+                       std::function<void()> fn, bool keep_alive);
+
   Backend& backend();
+  // Registers the map's own descriptors (post wake-up, signals) with a new
+  // backend.
+  void register_internal(Backend& b);
   Slot* slot(int fd);
   void unlink_asked(Slot& s);
+  void release_closed();
+
+  // The phases of poll_once.
   void update_interest();
   void refresh_interest(int fd, Dispatcher* ch, unsigned want);
-  void release_closed();
+  void wait(Timeout timeout, std::vector<ReadyEvent>* ready);
+  void dispatch(const std::vector<ReadyEvent>& ready, uint64_t wait_serial,
+                uint64_t wait_number);
+  void run_timers();
+  // A ready fd that is not a channel's: the post wake-up or the signals.
+  void dispatch_internal(int fd);
+  void deliver_signals();
+  void cancel_signal(internal::SignalWatch* watch);
 
   std::unique_ptr<Backend> backend_;
   std::string backend_name_ = "auto";
@@ -117,9 +218,17 @@ class ChannelMap {
   size_t size_ = 0;
   uint64_t waits_ = 0;  // backend waits so far (detects nested loops)
   int depth_ = 0;       // nesting of poll_once (a handler may run a loop)
+
+  TimerQueue timers_;
+  TimePoint now_;
+  std::unique_ptr<internal::PostQueue> posted_;
+  std::unique_ptr<internal::SignalSource> signals_;  // from the first watch
+  std::vector<std::shared_ptr<internal::SignalWatch>> watches_;
 };
 
-// Python's socket_map: the map used wherever none is given.
+// Python's socket_map: the map used wherever none is given. One per thread,
+// so that one loop per thread (a multi-core server) needs no explicit maps;
+// a single-threaded program sees exactly Python's one map.
 ChannelMap& socket_map();
 
 }  // namespace asyncore

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -143,6 +144,7 @@ void Dispatcher::add_channel(ChannelMap* map) {
   if (registered_in_ != nullptr) registered_in_->remove(fileno_, this);
   // During construction there is no shared_ptr yet; make<T> adopts later.
   target->add(fileno_, this, weak_from_this().lock());
+  if (idle_) arm_idle_timer();  // in the map it is now registered in
 }
 
 void Dispatcher::del_channel(ChannelMap* map) {
@@ -254,7 +256,10 @@ size_t Dispatcher::send_vectored(const struct iovec* iov, int count) {
 }
 
 size_t Dispatcher::sent_or_closed(ssize_t n) {
-  if (n >= 0) return static_cast<size_t>(n);
+  if (n >= 0) {
+    if (n > 0) note_activity();
+    return static_cast<size_t>(n);
+  }
   int err = errno;
   if (err == EWOULDBLOCK || err == EAGAIN) return 0;
   if (is_disconnect_error(err)) {
@@ -266,7 +271,10 @@ size_t Dispatcher::sent_or_closed(ssize_t n) {
 
 size_t Dispatcher::recv_into(void* buf, size_t max) {
   ssize_t n = socket_.recv_some(buf, max);
-  if (n > 0) return static_cast<size_t>(n);
+  if (n > 0) {
+    note_activity();
+    return static_cast<size_t>(n);
+  }
   if (n == 0) {  // EOF: the peer closed, or shut down its sending side
     handle_eof();
     return 0;
@@ -400,6 +408,50 @@ void Dispatcher::handle_accepted(Socket sock, const Address&) {
 }
 
 void Dispatcher::handle_eof() { handle_close(); }
+
+void Dispatcher::handle_drain() { handle_close(); }
+
+void Dispatcher::handle_idle_timeout() { handle_close(); }
+
+void Dispatcher::set_idle_timeout(double seconds) {
+  if (!(seconds > 0)) {
+    if (idle_) idle_->timer.cancel();
+    idle_.reset();
+    return;
+  }
+  if (!idle_) idle_ = std::make_unique<Idle>();
+  idle_->timeout = std::chrono::duration_cast<Duration>(
+      std::chrono::duration<double>(std::min(seconds, 1e9)));
+  idle_->last = Clock::now();
+  arm_idle_timer();
+}
+
+void Dispatcher::note_activity() {
+  if (idle_ && registered_in_ != nullptr) idle_->last = registered_in_->now();
+}
+
+void Dispatcher::arm_idle_timer() {
+  idle_->timer.cancel();
+  if (registered_in_ == nullptr) return;  // armed when registered
+  idle_->timer = registered_in_->schedule(
+      idle_->last + idle_->timeout, Duration::zero(), [this] { check_idle(); },
+      /*keep_alive=*/false);
+}
+
+void Dispatcher::check_idle() {
+  // Reads and writes only stamped the time: re-arm for what is left.
+  if (Clock::now() < idle_->last + idle_->timeout) {
+    arm_idle_timer();
+    return;
+  }
+  try {
+    handle_idle_timeout();
+  } catch (const ExitNow&) {
+    throw;
+  } catch (...) {
+    handle_error();
+  }
+}
 
 void Dispatcher::handle_close() {
   log_info("unhandled close event", "warning");

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/socket.h"
+#include "core/timer_queue.h"
 
 namespace asyncore {
 
@@ -151,6 +152,25 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   virtual bool readable();
   virtual bool writable();
 
+  // --- Idle timeout --------------------------------------------------------
+  // Once `seconds` pass with no byte received or sent through this
+  // channel's recv()/send() calls (and their variants), handle_idle_timeout()
+  // runs; 0 turns it off. A read or write costs no system call and no timer
+  // operation (it stamps the loop's clock, read once per iteration); the
+  // timer checks the stamp when it fires and re-arms for the rest. The timer
+  // lives in the map the channel is registered in and does not keep loop()
+  // running.
+  void set_idle_timeout(double seconds);
+  // Default: handle_close().
+  virtual void handle_idle_timeout();
+
+  // --- Graceful shutdown ---------------------------------------------------
+  // ChannelMap::drain() asks every channel to finish. Default:
+  // handle_close() at once (a listener then refuses new connections).
+  // DispatcherWithSend and AsyncChat call it once their queued output has
+  // been sent.
+  virtual void handle_drain();
+
   // The peer will send nothing more: from now on the loop does not watch
   // this channel for input, whatever readable() answers (an EOF already
   // seen would otherwise be reported again at every iteration). The
@@ -225,7 +245,18 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   void unregistered(uint64_t registration) {
     registered_in_ = nullptr;
     registration_ = registration;
+    if (idle_) idle_->timer.cancel();
   }
+  // Bytes moved: what set_idle_timeout() measures.
+  void note_activity();
+  void arm_idle_timer();
+  void check_idle();
+
+  struct Idle {
+    Duration timeout;
+    TimePoint last;  // the last byte moved
+    TimerHandle timer;
+  };
   // asyncore's send() result rules applied to a send syscall's return value.
   size_t sent_or_closed(ssize_t n);
 
@@ -243,6 +274,7 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   bool want_read_ = true;
   bool want_write_ = true;
   std::unique_ptr<std::vector<std::string>> ignore_log_types_;  // null: default
+  std::unique_ptr<Idle> idle_;  // only while an idle timeout is set
 };
 
 // Creates a channel and hands its registration to the map (see the class

@@ -57,6 +57,14 @@ void DispatcherWithSend::handle_eof() {
   close_when_done();
 }
 
+void DispatcherWithSend::handle_drain() {
+  if (out_.empty()) {
+    handle_close();
+  } else {
+    close_when_done();
+  }
+}
+
 bool DispatcherWithSend::readable() { return !limit_.paused(); }
 
 bool DispatcherWithSend::writable() { return wants_write(); }

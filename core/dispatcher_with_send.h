@@ -50,6 +50,8 @@ class DispatcherWithSend : public Dispatcher {
 
   void handle_write() override;
   void handle_eof() override;
+  // Sends what is queued, then handle_close().
+  void handle_drain() override;
   // False while reading is paused by back-pressure.
   bool readable() override;
   // Not connected yet (to see the connect complete), output pending, or a

@@ -19,10 +19,10 @@ void loop(const LoopOptions& options) {
   if (!options.backend.empty()) map.set_backend(options.backend);
   const Timeout timeout = to_timeout(options.timeout);
   if (!options.count) {
-    while (!map.empty()) map.poll_once(timeout);
+    while (map.alive()) map.poll_once(timeout);
     return;
   }
-  for (long left = *options.count; left > 0 && !map.empty(); --left) {
+  for (long left = *options.count; left > 0 && map.alive(); --left) {
     map.poll_once(timeout);
   }
 }

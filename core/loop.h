@@ -1,6 +1,8 @@
-// loop(): run iterations of a ChannelMap until it is empty, a count runs out,
-// or a handler throws ExitNow (spec A.1), plus Python's poll()/poll2() and
-// close_all().
+// loop(): run iterations of a ChannelMap until nothing keeps it alive (no
+// channel, no timer, no posted callback: ChannelMap::alive()), a count runs
+// out, or a handler throws ExitNow (spec A.1), plus Python's poll()/poll2()
+// and close_all(). Without timers or posts that is Python's "until the map
+// is empty".
 #ifndef ASYNCOREPP_CORE_LOOP_H_
 #define ASYNCOREPP_CORE_LOOP_H_
 

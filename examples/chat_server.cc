@@ -4,7 +4,9 @@
 // "* nick joined" / "* nick left"; "/quit" leaves. A line over 4 KiB gets
 // "! line too long" and the client is disconnected. A client that stops
 // reading is disconnected once 1 MiB of output is queued for it, so one slow
-// or dead client never holds up the others.
+// or dead client never holds up the others; one that sends nothing for
+// --idle-timeout seconds (default 300) is disconnected too, and its leave
+// announced.
 //
 //   bazel run //examples:chat_server -- --port 7000
 //   python3 -c "import socket; ..."   (or: nc 127.0.0.1 7000)
@@ -123,15 +125,19 @@ void Room::broadcast(const std::string& line, const ChatClient* from) {
 
 class ChatServer : public examples::TcpListener {
  public:
-  using TcpListener::TcpListener;
+  ChatServer(const asyncore::Address& address, double idle_timeout)
+      : TcpListener(address), idle_timeout_(idle_timeout) {}
 
   void handle_accepted(asyncore::Socket sock,
                        const asyncore::Address&) override {
-    asyncore::make<ChatClient>(std::move(sock), &room_);
+    auto client = asyncore::make<ChatClient>(std::move(sock), &room_);
+    // Closing goes through close(), which announces the leave.
+    client->set_idle_timeout(idle_timeout_);
   }
 
  private:
   Room room_;
+  double idle_timeout_;
 };
 
 }  // namespace
@@ -139,11 +145,14 @@ class ChatServer : public examples::TcpListener {
 int main(int argc, char** argv) {
   auto flags = examples::parse_server_flags(
       argc, argv,
-      "A line-based chat room: the first line is your nickname, then every "
-      "line goes to everyone else.");
-  return examples::run_server("chat_server", flags.backend,
+      {.summary = "A line-based chat room: the first line is your nickname, "
+                  "then every line goes to everyone else.",
+       .idle_timeout = 300});
+  const double idle_timeout = flags.idle_timeout;
+  return examples::run_server("chat_server", examples::run_options(flags),
                               examples::listen_address(flags),
-                              [](const asyncore::Address& address) {
-                                return asyncore::make<ChatServer>(address);
+                              [idle_timeout](const asyncore::Address& address) {
+                                return asyncore::make<ChatServer>(address,
+                                                                  idle_timeout);
                               });
 }

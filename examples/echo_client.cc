@@ -71,10 +71,12 @@ class EchoClient : public asyncore::DispatcherWithSend {
 
 int main(int argc, char** argv) {
   auto flags = examples::parse_server_flags(
-      argc, argv, "Sends a message to an echo server and prints the replies.",
-      {{"message", "hello"}, {"count", "1"}},
-      "  --message TEXT   what to send (default hello)\n"
-      "  --count N        how many times (default 1)\n");
+      argc, argv,
+      {.summary = "Sends a message to an echo server and prints the replies.",
+       .extra = {{"message", "hello"}, {"count", "1"}},
+       .usage_extra = "  --message TEXT   what to send (default hello)\n"
+                      "  --count N        how many times (default 1)\n",
+       .server = false});
   char* end = nullptr;
   errno = 0;
   long count = std::strtol(flags.extra["count"].c_str(), &end, 10);

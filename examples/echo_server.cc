@@ -28,8 +28,9 @@ class EchoServer : public examples::TcpListener {
 
 int main(int argc, char** argv) {
   auto flags = examples::parse_server_flags(
-      argc, argv, "Echoes back whatever each client sends.");
-  return examples::run_server("echo_server", flags.backend,
+      argc, argv,
+      {.summary = "Echoes back whatever each client sends.", .threads = true});
+  return examples::run_server("echo_server", examples::run_options(flags),
                               examples::listen_address(flags),
                               [](const asyncore::Address& address) {
                                 return asyncore::make<EchoServer>(address);

@@ -22,7 +22,10 @@
 // into requests close the connection once the response is sent. A request
 // with "Expect: 100-continue" gets "100 Continue" before its body is read.
 //
-// There is no idle timeout: the library has no timers (spec C7).
+// Timeouts (--idle-timeout S, default 30): a connection that moves no byte
+// for S seconds is closed; a request head must arrive whole within S of its
+// first byte, or the answer is 408 (slowloris). SIGINT/SIGTERM stop
+// accepting and let queued responses finish for --drain-seconds.
 //
 // (bazel run starts in the runfiles directory: pass --root.)
 //   bazel run //examples:http_server -- --port 8080 --root /srv/www
@@ -63,6 +66,13 @@ using http::iequals;
 using http::Request;
 using http::Target;
 constexpr uint64_t kDefaultMaxBody = 1 << 20;
+// --idle-timeout: a connection that moves no byte this long is closed, and
+// a request head must arrive whole this long after its first byte (a
+// slowloris client sending one byte every few seconds is never idle).
+constexpr double kDefaultIdleTimeout = 30;
+// How long a closing connection waits for the client's FIN (see
+// handle_close) before closing anyway.
+constexpr double kLingerSeconds = 5;
 // Bytes read from a file per FileProducer::more(): one AsyncChat send.
 constexpr size_t kFileChunk = 64 * 1024;
 // A client that sends requests but does not read the responses must not grow
@@ -75,6 +85,7 @@ constexpr size_t kMaxQueued = 256 * 1024;
 struct Config {
   fs::path root;  // canonical
   uint64_t max_body = kDefaultMaxBody;
+  double idle_timeout = kDefaultIdleTimeout;  // 0: none
 };
 
 std::string_view content_type(const fs::path& file) {
@@ -298,11 +309,17 @@ class HttpHandler : public asynchat::AsyncChat {
     const int on = 1;
     ::setsockopt(socket().fileno(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     set_output_limit(kMaxQueued, kMaxQueued / 4);
+    set_idle_timeout(config_->idle_timeout);
   }
 
   void collect_incoming_data(std::string_view data) override {
     switch (state_) {
       case State::kHead:
+        if (head_.empty() && config_->idle_timeout > 0) {
+          head_timer_ = registered_map()->call_later(
+              config_->idle_timeout,
+              [this] { fail(408, "request head not received in time\n"); });
+        }
         if (head_.size() + data.size() > http::kMaxHeadBytes) {
           fail(431, "request header fields too large\n");
           return;
@@ -319,6 +336,7 @@ class HttpHandler : public asynchat::AsyncChat {
 
   void found_terminator() override {
     if (state_ == State::kHead) {
+      head_timer_.cancel();
       start_request();
     } else if (state_ == State::kBody) {
       state_ = State::kHead;
@@ -339,9 +357,24 @@ class HttpHandler : public asynchat::AsyncChat {
       // and close when the client does, dropping what it still sends.
       lingering_ = true;
       ::shutdown(socket().fileno(), SHUT_WR);
+      linger_timer_ =
+          registered_map()->call_later(kLingerSeconds, [this] { close(); });
       return;
     }
     close();
+  }
+
+  void close() override {
+    head_timer_.cancel();
+    linger_timer_.cancel();
+    AsyncChat::close();
+  }
+
+  // Their callbacks point here: a map cleared without closing must not
+  // call them.
+  ~HttpHandler() override {
+    head_timer_.cancel();
+    linger_timer_.cancel();
   }
 
   // A bug or an unexpected error (bad_alloc...) on one connection must not
@@ -519,8 +552,10 @@ class HttpHandler : public asynchat::AsyncChat {
   std::string head_;  // the request head read so far
   Request request_;   // the request being read or answered
   bool keep_alive_ = false;
-  bool close_queued_ = false;  // close_when_done() called
-  bool lingering_ = false;     // FIN sent, waiting for the client's
+  bool close_queued_ = false;           // close_when_done() called
+  bool lingering_ = false;              // FIN sent, waiting for the client's
+  asyncore::TimerHandle head_timer_;    // a request head must come in time
+  asyncore::TimerHandle linger_timer_;  // bounds the wait for the FIN
 };
 
 class HttpServer : public examples::TcpListener {
@@ -554,6 +589,7 @@ Config parse_config(const examples::ServerFlags& flags) {
   char* end = nullptr;
   errno = 0;
   config.max_body = std::strtoull(max_body.c_str(), &end, 10);
+  config.idle_timeout = flags.idle_timeout;
   if (max_body.empty() || !http::is_digit(max_body[0]) || *end != '\0' ||
       errno == ERANGE) {
     usage_error("--max-body " + max_body + ": not a byte count");
@@ -566,15 +602,21 @@ Config parse_config(const examples::ServerFlags& flags) {
 int main(int argc, char** argv) {
   auto flags = examples::parse_server_flags(
       argc, argv,
-      "Serves the files under --root over HTTP/1.1 (GET, HEAD) and answers "
-      "POST /echo with the request body.",
-      {{"root", "."}, {"max-body", std::to_string(kDefaultMaxBody)}},
-      "  --root DIR       directory to serve (default: the current directory)\n"
-      "  --max-body N     largest request body in bytes (default 1048576)\n");
-  Config config = parse_config(flags);
-  return examples::run_server(
-      "http_server", flags.backend, examples::listen_address(flags),
-      [&config](const asyncore::Address& address) {
-        return asyncore::make<HttpServer>(address, std::move(config));
-      });
+      {.summary = "Serves the files under --root over HTTP/1.1 (GET, HEAD) "
+                  "and answers POST /echo with the request body.",
+       .extra = {{"root", "."}, {"max-body", std::to_string(kDefaultMaxBody)}},
+       .usage_extra =
+           "  --root DIR       directory to serve (default: the current "
+           "directory)\n"
+           "  --max-body N     largest request body in bytes (default "
+           "1048576)\n",
+       .threads = true,
+       .idle_timeout = kDefaultIdleTimeout});
+  const Config config = parse_config(flags);
+  return examples::run_server("http_server", examples::run_options(flags),
+                              examples::listen_address(flags),
+                              [&config](const asyncore::Address& address) {
+                                return asyncore::make<HttpServer>(
+                                    address, config);  // one per loop
+                              });
 }

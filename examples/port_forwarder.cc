@@ -181,6 +181,7 @@ struct Flags {
   std::string remote_ip = "127.0.0.1";
   std::string remote_port;
   std::string backend = "auto";
+  std::string drain_seconds;
 };
 
 std::string usage() {
@@ -202,6 +203,9 @@ std::string usage() {
              "  -P, --remote-port PORT port to forward to (required)\n") +
          "  --backend NAME         event backend: " +
          examples::backend_choices() + " (default auto)\n" +
+         "  --drain-seconds S      on SIGINT/SIGTERM, stop accepting and let "
+         "output\n"
+         "                         flush for up to S seconds (default 2)\n" +
          std::string("  -h, --help             show this help and exit\n");
 }
 
@@ -247,6 +251,8 @@ Flags parse_flags(int argc, char** argv) {
       flags.remote_port = value;
     } else if (arg == "--backend") {
       flags.backend = value;
+    } else if (arg == "--drain-seconds") {
+      flags.drain_seconds = value;
     } else {
       usage_error("unknown option " + arg);
     }
@@ -273,9 +279,18 @@ int main(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     usage_error(e.what());
   }
-  return examples::run_server("port_forwarder", flags.backend, local,
-                              [&remote](const asyncore::Address& address) {
-                                return asyncore::make<Forwarder>(address,
-                                                                 remote);
-                              });
+  double drain_seconds = 2;
+  if (!flags.drain_seconds.empty()) {
+    char* end = nullptr;
+    drain_seconds = std::strtod(flags.drain_seconds.c_str(), &end);
+    if (*end != '\0' || !(drain_seconds >= 0) || drain_seconds > 1e9) {
+      usage_error("bad --drain-seconds '" + flags.drain_seconds + "'");
+    }
+  }
+  return examples::run_server(
+      "port_forwarder",
+      {.backend = flags.backend, .drain_seconds = drain_seconds}, local,
+      [&remote](const asyncore::Address& address) {
+        return asyncore::make<Forwarder>(address, remote);
+      });
 }

@@ -35,8 +35,8 @@ class UdpEcho : public asyncore::Dispatcher {
 
 int main(int argc, char** argv) {
   auto flags = examples::parse_server_flags(
-      argc, argv, "Echoes every UDP datagram back to its sender.");
-  return examples::run_server("udp_echo", flags.backend,
+      argc, argv, {.summary = "Echoes every UDP datagram back to its sender."});
+  return examples::run_server("udp_echo", examples::run_options(flags),
                               examples::listen_address(flags),
                               [](const asyncore::Address& address) {
                                 return asyncore::make<UdpEcho>(address);
