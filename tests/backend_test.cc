@@ -4,14 +4,11 @@
 // change/merge logic and the Deadline arithmetic are tested directly.
 #include "backends/backend.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -57,6 +54,9 @@ using asyncore::Socket;
 using asyncore::Timeout;
 using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
+using testing_util::reset_on_close;
+using testing_util::tcp_pair;
+using testing_util::write_all;
 using Clock = std::chrono::steady_clock;
 
 namespace ev = asyncore::events;
@@ -116,60 +116,24 @@ std::map<int, unsigned> settle(Backend& b, int fd, unsigned bits) {
   return wait_map(b, nanoseconds(0));
 }
 
-void write_all(int fd, const std::string& data) {
-  ASSERT_EQ(::send(fd, data.data(), data.size(), MSG_NOSIGNAL),
-            static_cast<ssize_t>(data.size()))
-      << std::strerror(errno);
-}
-
-// A connected TCP pair over loopback (port 0); both ends non-blocking.
-std::pair<Socket, Socket> tcp_pair() {
-  Socket listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  EXPECT_TRUE(listener.is_open()) << std::strerror(errno);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  EXPECT_EQ(::bind(listener.fileno(), reinterpret_cast<sockaddr*>(&addr),
-                   sizeof addr),
-            0)
-      << std::strerror(errno);
-  EXPECT_EQ(::listen(listener.fileno(), 1), 0);
-  socklen_t len = sizeof addr;
-  EXPECT_EQ(::getsockname(listener.fileno(), reinterpret_cast<sockaddr*>(&addr),
-                          &len),
-            0);
-  Socket client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  EXPECT_EQ(::connect(client.fileno(), reinterpret_cast<sockaddr*>(&addr),
-                      sizeof addr),
-            0)
-      << std::strerror(errno);
-  Socket server(::accept4(listener.fileno(), nullptr, nullptr, SOCK_CLOEXEC));
-  EXPECT_TRUE(server.is_open()) << std::strerror(errno);
-  client.set_blocking(false);
-  server.set_blocking(false);
-  return {std::move(server), std::move(client)};
-}
-
-// Raises the soft RLIMIT_NOFILE to the hard limit; true if `need` fits.
-bool ensure_nofile(rlim_t need) {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return false;
-  if (rl.rlim_cur < need && rl.rlim_cur != rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &rl);
-    ::getrlimit(RLIMIT_NOFILE, &rl);
-  }
-  return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need;
-}
-
+// Backends alone, with no ChannelMap, so not testing_util::MapTest; the same
+// LeakCheck makes sure no case leaves an fd open (or anything in
+// socket_map()). The backend's own fd is released before the check.
 class BackendTest : public ::testing::TestWithParam<std::string> {
  protected:
-  void SetUp() override { backend_ = asyncore::make_backend(GetParam()); }
+  void SetUp() override {
+    leaks_.start();
+    backend_ = asyncore::make_backend(GetParam());
+  }
+  void TearDown() override {
+    backend_.reset();
+    leaks_.finish();
+  }
 
   Backend& b() { return *backend_; }
 
   std::unique_ptr<Backend> backend_;
+  testing_util::LeakCheck leaks_;
 };
 
 TEST_P(BackendTest, NameMatches) { EXPECT_EQ(b().name(), GetParam()); }
@@ -178,7 +142,7 @@ TEST_P(BackendTest, InOnlyAfterDataIsWritten) {
   auto [a, peer] = Socket::pair();
   b().update(a.fileno(), kNone, kRead);
   EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), a.fileno()), 0u);
-  write_all(peer.fileno(), "x");
+  write_all(peer, "x");
   EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), a.fileno()), ev::kIn);
   // Level-triggered: still reported until read.
   EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), a.fileno()), ev::kIn);
@@ -191,7 +155,7 @@ TEST_P(BackendTest, InOnlyAfterDataIsWritten) {
 TEST_P(BackendTest, OutWhenWritable) {
   auto [a, peer] = Socket::pair();
   b().update(a.fileno(), kNone, kWrite);
-  write_all(peer.fileno(), "pending input must not show up as IN");
+  write_all(peer, "pending input must not show up as IN");
   EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), a.fileno()), ev::kOut);
   b().update(a.fileno(), kWrite, kNone);
 }
@@ -213,7 +177,7 @@ TEST_P(BackendTest, BothInterestsReportBoth) {
   auto [a, peer] = Socket::pair();
   b().update(a.fileno(), kNone, kBoth);
   EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), a.fileno()), ev::kOut);
-  write_all(peer.fileno(), "x");
+  write_all(peer, "x");
   EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), a.fileno()),
             ev::kIn | ev::kOut);
   b().update(a.fileno(), kBoth, kNone);
@@ -222,7 +186,7 @@ TEST_P(BackendTest, BothInterestsReportBoth) {
 // Urgent data: poll-like backends register IN|PRI for a readable channel;
 // select sees it through the exceptional set (reported as kPri).
 TEST_P(BackendTest, UrgentDataReportsPri) {
-  auto [a, peer] = tcp_pair();
+  auto [peer, a] = tcp_pair();
   b().update(a.fileno(), kNone, kRead);
   ASSERT_EQ(::send(peer.fileno(), "!", 1, MSG_OOB | MSG_NOSIGNAL), 1);
   auto m = settle(b(), a.fileno(), ev::kPri);
@@ -253,7 +217,7 @@ TEST_P(BackendTest, UrgentDataReportsPri) {
 TEST_P(BackendTest, InterestNoneStopsReports) {
   auto [a, peer] = Socket::pair();
   b().update(a.fileno(), kNone, kBoth);
-  write_all(peer.fileno(), "x");
+  write_all(peer, "x");
   EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), a.fileno()),
             ev::kIn | ev::kOut);
   b().update(a.fileno(), kBoth, kNone);
@@ -262,7 +226,7 @@ TEST_P(BackendTest, InterestNoneStopsReports) {
 
 TEST_P(BackendTest, InterestChangesReadWriteNoneRead) {
   auto [a, peer] = Socket::pair();
-  write_all(peer.fileno(), "x");  // readable and writable throughout
+  write_all(peer, "x");  // readable and writable throughout
   b().update(a.fileno(), kNone, kRead);
   EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), a.fileno()), ev::kIn);
   b().update(a.fileno(), kRead, kWrite);
@@ -286,7 +250,7 @@ TEST_P(BackendTest, RemovalKeepsOtherRegistrations) {
   for (int i = 0; i < 6; ++i) pairs.push_back(Socket::pair());
   for (auto& p : pairs) {
     b().update(p.first.fileno(), kNone, kRead);
-    write_all(p.second.fileno(), "x");
+    write_all(p.second, "x");
   }
   std::vector<bool> live(pairs.size(), true);
   for (size_t victim : {size_t{0}, size_t{5}, size_t{2}}) {
@@ -308,15 +272,13 @@ TEST_P(BackendTest, RemovalKeepsOtherRegistrations) {
 // Python's poll2() does not register a channel that wants nothing, so it
 // gets no HUP/ERR either; select has nothing to report for it.
 TEST_P(BackendTest, FdWantingNothingNotReportedEvenOnHangup) {
-  auto [a, peer] = tcp_pair();
+  auto [peer, a] = tcp_pair();
   auto [u, upeer] = Socket::pair();
   b().update(a.fileno(), kNone, kBoth);
   b().update(a.fileno(), kBoth, kNone);
   b().update(u.fileno(), kNone, kRead);
   b().update(u.fileno(), kRead, kNone);
-  ::linger lg{1, 0};
-  ASSERT_EQ(::setsockopt(peer.fileno(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg),
-            0);
+  reset_on_close(peer.fileno());
   peer.close();  // RST
   upeer.close();
   // A registered witness proves the wait ran and saw the hangups.
@@ -343,7 +305,7 @@ TEST_P(BackendTest, UnixPeerCloseGivesIn) {
 // The observed Linux flag sets of spec A.6 (poll-like backends), and
 // readable+writable for select.
 TEST_P(BackendTest, TcpPeerFinGivesInOut) {
-  auto [a, peer] = tcp_pair();
+  auto [peer, a] = tcp_pair();
   b().update(a.fileno(), kNone, kBoth);
   peer.close();
   auto m = settle(b(), a.fileno(), ev::kIn);
@@ -353,11 +315,9 @@ TEST_P(BackendTest, TcpPeerFinGivesInOut) {
 }
 
 TEST_P(BackendTest, TcpPeerRstGivesInOutErrHup) {
-  auto [a, peer] = tcp_pair();
+  auto [peer, a] = tcp_pair();
   b().update(a.fileno(), kNone, kBoth);
-  ::linger lg{1, 0};
-  ASSERT_EQ(::setsockopt(peer.fileno(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg),
-            0);
+  reset_on_close(peer.fileno());
   peer.close();
   auto m = settle(b(), a.fileno(), ev::kIn);
   unsigned want = ev::kIn | ev::kOut;
@@ -368,7 +328,7 @@ TEST_P(BackendTest, TcpPeerRstGivesInOutErrHup) {
 }
 
 TEST_P(BackendTest, TcpFinAfterOwnShutdownGivesHup) {
-  auto [a, peer] = tcp_pair();
+  auto [peer, a] = tcp_pair();
   b().update(a.fileno(), kNone, kBoth);
   ASSERT_EQ(::shutdown(a.fileno(), SHUT_WR), 0);
   ASSERT_EQ(::shutdown(peer.fileno(), SHUT_WR), 0);
@@ -384,11 +344,9 @@ TEST_P(BackendTest, TcpFinAfterOwnShutdownGivesHup) {
 // (poll(2) always returns them), never to an unregistered fd (above).
 TEST_P(BackendTest, HupReportedToReadOnlyInterest) {
   if (!b().features().reports_hup) GTEST_SKIP() << b().name() << " has no HUP";
-  auto [a, peer] = tcp_pair();
+  auto [peer, a] = tcp_pair();
   b().update(a.fileno(), kNone, kRead);
-  ::linger lg{1, 0};
-  ASSERT_EQ(::setsockopt(peer.fileno(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg),
-            0);
+  reset_on_close(peer.fileno());
   peer.close();
   auto m = settle(b(), a.fileno(), ev::kIn);
   EXPECT_EQ(events_of(m, a.fileno()), ev::kIn | ev::kErr | ev::kHup)
@@ -435,7 +393,7 @@ TEST_P(BackendTest, TimeoutWithNothingRegistered) {
 
 TEST_P(BackendTest, ForeverReturnsWhenAnFdIsReady) {
   auto [a, peer] = Socket::pair();
-  write_all(peer.fileno(), "x");
+  write_all(peer, "x");
   b().update(a.fileno(), kNone, kRead);
   auto start = Clock::now();
   EXPECT_EQ(events_of(wait_map(b(), std::nullopt), a.fileno()), ev::kIn);
@@ -556,7 +514,8 @@ TEST_P(BackendTest, EintrDuringForeverWaitIsNotAnEvent) {
 
 TEST_P(BackendTest, ManyFdsAllReportedInOneWait) {
   constexpr int kPairs = 500;
-  ASSERT_TRUE(ensure_nofile(2 * kPairs + 64)) << "RLIMIT_NOFILE too low";
+  testing_util::FdLimitAtLeast nofile(2 * kPairs + 64);
+  ASSERT_TRUE(nofile.ok()) << "RLIMIT_NOFILE too low";
   std::vector<std::pair<Socket, Socket>> pairs;
   pairs.reserve(kPairs);
   for (int i = 0; i < kPairs; ++i) pairs.push_back(Socket::pair());
@@ -569,7 +528,7 @@ TEST_P(BackendTest, ManyFdsAllReportedInOneWait) {
   }
   for (auto& p : pairs) {
     b().update(p.first.fileno(), kNone, kRead);
-    write_all(p.second.fileno(), "x");
+    write_all(p.second, "x");
   }
   auto m = wait_map(b(), milliseconds(100));
   EXPECT_EQ(m.size(), static_cast<size_t>(kPairs));
@@ -584,8 +543,8 @@ TEST_P(BackendTest, ManyFdsAllReportedInOneWait) {
 // Spec D2: select refuses fds it cannot describe, with a message pointing
 // at the backends that can; the others handle them.
 TEST_P(BackendTest, FdAboveFdSetsize) {
-  if (!ensure_nofile(1200))
-    GTEST_SKIP() << "cannot raise RLIMIT_NOFILE to 1200";
+  testing_util::FdLimitAtLeast nofile(1200);
+  if (!nofile.ok()) GTEST_SKIP() << "cannot raise RLIMIT_NOFILE to 1200";
   auto [a, peer] = Socket::pair();
   Socket high(::fcntl(a.fileno(), F_DUPFD_CLOEXEC, 1100));
   ASSERT_TRUE(high.is_open()) << std::strerror(errno);
@@ -606,14 +565,14 @@ TEST_P(BackendTest, FdAboveFdSetsize) {
     EXPECT_NO_THROW(b().update(high.fileno(), kRead, kNone));
     // The refusal left the backend usable.
     b().update(a.fileno(), kNone, kRead);
-    write_all(peer.fileno(), "x");
+    write_all(peer, "x");
     auto m = wait_map(b(), nanoseconds(0));
     EXPECT_EQ(m.size(), 1u);
     EXPECT_EQ(events_of(m, a.fileno()), ev::kIn);
     b().update(a.fileno(), kRead, kNone);
   } else {
     b().update(high.fileno(), kNone, kRead);
-    write_all(peer.fileno(), "x");
+    write_all(peer, "x");
     EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), high.fileno()), ev::kIn);
     b().update(high.fileno(), kRead, kNone);
   }
@@ -628,7 +587,7 @@ TEST_P(BackendTest, FdClosedBehindItsBack) {
   auto [a, peer] = Socket::pair();
   b().update(gone.fileno(), kNone, kRead);
   b().update(a.fileno(), kNone, kRead);
-  write_all(peer.fileno(), "x");
+  write_all(peer, "x");
   const int stale = gone.fileno();
   gone.close();
   std::map<int, unsigned> m;
@@ -663,7 +622,7 @@ TEST_P(BackendTest, FdNumberReusedWithoutUpdate) {
   Socket& other = reused == &x ? y : x;
   ASSERT_NO_THROW(b().update(fd, kRead, kBoth));
   EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), fd), ev::kOut);
-  write_all(other.fileno(), "x");
+  write_all(other, "x");
   EXPECT_EQ(events_of(wait_map(b(), nanoseconds(0)), fd), ev::kIn | ev::kOut);
   b().update(fd, kBoth, kNone);
   EXPECT_TRUE(wait_map(b(), nanoseconds(0)).empty());
@@ -710,9 +669,7 @@ TEST_P(BackendTest, RegularFileAlwaysReadyForItsInterest) {
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, BackendTest,
                          ::testing::ValuesIn(testing_util::all_backends()),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           return info.param;
-                         });
+                         testing_util::backend_param_name);
 
 // --- the registry -----------------------------------------------------------
 

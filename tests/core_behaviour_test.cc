@@ -9,7 +9,6 @@
 //
 // Tests that exhaust descriptors run in a forked child so the test process
 // keeps its limits; every fork is waited for.
-#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -47,7 +46,18 @@ using asyncore::Address;
 using asyncore::ChannelMap;
 using asyncore::make;
 using asyncore::Socket;
+using testing_util::count_open_fds;
+using testing_util::FdLimitAtLeast;
+using testing_util::iterate;
+using testing_util::listening_socket;
 using testing_util::loop_until;
+using testing_util::open_fds;
+using testing_util::reset_on_close;
+using testing_util::start_connect;
+using testing_util::tcp_pair;
+using testing_util::throw_errno;
+using testing_util::wait_fd;
+using testing_util::write_all;
 using Clock = std::chrono::steady_clock;
 
 // --- Recording channels -----------------------------------------------------
@@ -211,79 +221,6 @@ using FileRecorder = RecorderT<asyncore::FileDispatcher>;
 
 // --- Socket and process helpers ---------------------------------------------
 
-// One loop iteration waiting at most `timeout` seconds.
-void iterate(ChannelMap& map, double timeout = 0.01) {
-  map.poll_once(asyncore::to_timeout(timeout));
-}
-
-// Waits (outside any loop) until fd reports one of `events`.
-bool wait_fd(int fd, short events, int timeout_ms = 5000) {
-  pollfd p{fd, events, 0};
-  int n;
-  do {
-    n = ::poll(&p, 1, timeout_ms);
-  } while (n < 0 && errno == EINTR);
-  return n == 1;
-}
-
-[[noreturn]] void throw_errno(const char* what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
-
-void send_all(const Socket& s, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = s.send_some(data.data(), data.size());
-    if (n < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK) throw_errno("send_all");
-      if (!wait_fd(s.fileno(), POLLOUT))
-        throw std::runtime_error("send_all: stuck");
-      continue;
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
-// A TCP listener on 127.0.0.1, port 0, outside any map.
-Socket listening_socket(Address* bound) {
-  Socket s = Socket::create(AF_INET);
-  Address any = testing_util::any_loopback(AF_INET);
-  if (::bind(s.fileno(), any.data(), any.size()) < 0) throw_errno("bind");
-  if (::listen(s.fileno(), 64) < 0) throw_errno("listen");
-  *bound = s.getsockname();
-  return s;
-}
-
-// A non-blocking connect in progress (or done) to `addr`.
-Socket start_connect(const Address& addr) {
-  Socket s = Socket::create(addr.family());
-  if (::connect(s.fileno(), addr.data(), addr.size()) < 0 &&
-      errno != EINPROGRESS) {
-    throw_errno("connect");
-  }
-  return s;
-}
-
-// A connected TCP pair over loopback: {client, server}, both non-blocking.
-std::pair<Socket, Socket> tcp_pair() {
-  Address addr;
-  Socket listener = listening_socket(&addr);
-  Socket client = start_connect(addr);
-  if (!wait_fd(listener.fileno(), POLLIN))
-    throw std::runtime_error("no connection");
-  int fd = ::accept4(listener.fileno(), nullptr, nullptr,
-                     SOCK_NONBLOCK | SOCK_CLOEXEC);
-  if (fd < 0) throw_errno("accept4");
-  if (!wait_fd(client.fileno(), POLLOUT))
-    throw std::runtime_error("no connect");
-  return {std::move(client), Socket(fd)};
-}
-
-// Closing `fd` will send RST instead of FIN.
-void reset_on_close(int fd) {
-  linger l{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-}
-
 // Makes `d` listen on loopback port 0 (or a fresh AF_UNIX path).
 template <class D>
 Address listen_on(D& d, int family = AF_INET) {
@@ -293,19 +230,6 @@ Address listen_on(D& d, int family = AF_INET) {
   d.listen(64);
   return d.socket().getsockname();
 }
-
-std::vector<int> open_fds() {
-  std::vector<int> fds;
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return fds;
-  while (dirent* e = ::readdir(dir)) {
-    if (e->d_name[0] != '.') fds.push_back(std::atoi(e->d_name));
-  }
-  ::closedir(dir);
-  return fds;
-}
-
-int count_open_fds() { return static_cast<int>(open_fds().size()); }
 
 // Lowers RLIMIT_NOFILE to just above the highest open fd and takes every
 // free descriptor below it, so the next socket()/accept() fails with EMFILE.
@@ -368,7 +292,7 @@ std::string run_in_child(
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                     deadline - Clock::now())
                     .count();
-    if (left <= 0 || !wait_fd(p[0], POLLIN, static_cast<int>(left))) {
+    if (left <= 0 || !wait_fd(p[0], POLLIN, std::chrono::milliseconds(left))) {
       timed_out = true;
       break;
     }
@@ -400,31 +324,6 @@ std::string run_in_child(
     if (!(cond)) return std::string(what) + " [" #cond "]"; \
   } while (0)
 
-// Raises RLIMIT_NOFILE's soft limit to at least n while alive.
-class FdLimitAtLeast {
- public:
-  explicit FdLimitAtLeast(rlim_t n) {
-    ::getrlimit(RLIMIT_NOFILE, &saved_);
-    ok_ = saved_.rlim_cur == RLIM_INFINITY || saved_.rlim_cur >= n;
-    if (!ok_ && (saved_.rlim_max == RLIM_INFINITY || saved_.rlim_max >= n)) {
-      rlimit raised = saved_;
-      raised.rlim_cur = n;
-      ok_ = changed_ = ::setrlimit(RLIMIT_NOFILE, &raised) == 0;
-    }
-  }
-  ~FdLimitAtLeast() {
-    if (changed_) ::setrlimit(RLIMIT_NOFILE, &saved_);
-  }
-  FdLimitAtLeast(const FdLimitAtLeast&) = delete;
-  FdLimitAtLeast& operator=(const FdLimitAtLeast&) = delete;
-  bool ok() const { return ok_; }
-
- private:
-  rlimit saved_{};
-  bool ok_ = false;
-  bool changed_ = false;
-};
-
 // --- Arming a handler -------------------------------------------------------
 
 // A channel whose `kind` handler the loop will call soon, and what must stay
@@ -454,7 +353,7 @@ Armed arm(Kind kind, ChannelMap& map, Recorder::Hook hook) {
       if (kind == kClose) {
         peer.close();  // EOF: handle_read's recv() calls handle_close
       } else {
-        send_all(peer, "x");
+        write_all(peer, "x");
         armed.keep.push_back(std::move(peer));
       }
       break;
@@ -507,13 +406,10 @@ constexpr Kind kHandlerKinds[] = {kRead,   kWrite, kConnect,
 
 // --- Fixture ----------------------------------------------------------------
 
-class CoreBehaviour : public ::testing::TestWithParam<std::string> {
- protected:
-  const std::string& backend() const { return GetParam(); }
-  asyncore::Features features() const {
-    return asyncore::make_backend(GetParam())->features();
-  }
-};
+// map() is on the parameter's backend; TearDown checks that it and
+// socket_map() are empty and that no fd leaked. Cases that need a fresh map
+// per step, or several, make their own (destroyed before TearDown).
+class CoreBehaviour : public testing_util::MapTest {};
 
 // === The spec's supplementary cases (B.8) ===================================
 
@@ -521,11 +417,10 @@ class CoreBehaviour : public ::testing::TestWithParam<std::string> {
 // HUP step no longer runs. An object never registered still sees every step,
 // as CPython's readwrite tests require.
 TEST_P(CoreBehaviour, S01_ReadHandlerClosingSkipsRemainingSteps) {
-  ChannelMap map(backend());
   auto close_self = [](Recorder& self) { self.close(); };
   {
     auto [mine, peer] = Socket::pair();
-    auto ch = make<Recorder>(std::move(mine), &map);
+    auto ch = make<Recorder>(std::move(mine), &map());
     ch->hook[kRead] = close_self;
     asyncore::readwrite(*ch, asyncore::events::kIn | asyncore::events::kOut |
                                  asyncore::events::kPri |
@@ -537,7 +432,7 @@ TEST_P(CoreBehaviour, S01_ReadHandlerClosingSkipsRemainingSteps) {
     EXPECT_EQ(ch->stats->after_close, 0);
   }
   {
-    auto loose = make<Recorder>(&map);  // no socket: never registered
+    auto loose = make<Recorder>(&map());  // no socket: never registered
     loose->hook[kRead] = close_self;
     asyncore::readwrite(*loose, asyncore::events::kIn | asyncore::events::kHup);
     EXPECT_EQ(loose->stats->calls[kRead], 1);
@@ -546,15 +441,15 @@ TEST_P(CoreBehaviour, S01_ReadHandlerClosingSkipsRemainingSteps) {
   {
     // Through the loop: data then EOF (poll-like backends report IN|HUP).
     auto [mine, peer] = Socket::pair();
-    auto ch = make<Recorder>(std::move(mine), &map);
+    auto ch = make<Recorder>(std::move(mine), &map());
     ch->hook[kRead] = [](Recorder& self) {
       self.drain();
       self.close();
     };
-    send_all(peer, "last words");
+    write_all(peer, "last words");
     peer.close();
-    ASSERT_TRUE(loop_until(map, [&] { return ch->closed; }));
-    iterate(map);
+    ASSERT_TRUE(loop_until(map(), [&] { return ch->closed; }));
+    iterate(map());
     EXPECT_EQ(ch->stats->data, "last words");
     EXPECT_EQ(ch->stats->calls[kRead], 1);
     EXPECT_EQ(ch->stats->closes(), 0);
@@ -565,31 +460,29 @@ TEST_P(CoreBehaviour, S01_ReadHandlerClosingSkipsRemainingSteps) {
 // S2 (D1): a peer RST on a readable+writable channel gives exactly one
 // handle_close on every backend.
 TEST_P(CoreBehaviour, S02_PeerResetClosesOnce) {
-  ChannelMap map(backend());
   auto [client, server] = tcp_pair();
-  auto ch = make<Recorder>(std::move(server), &map);
+  auto ch = make<Recorder>(std::move(server), &map());
   ch->want_write = true;
   ch->hook[kWrite] = [](Recorder&) {};
-  iterate(map, 0);  // registered for read and write
+  iterate(map(), 0);  // registered for read and write
   reset_on_close(client.fileno());
   client.close();
   ASSERT_TRUE(wait_fd(ch->fileno(), POLLIN));  // the RST has arrived
-  ASSERT_TRUE(loop_until(map, [&] { return ch->closed; }));
-  iterate(map);
+  ASSERT_TRUE(loop_until(map(), [&] { return ch->closed; }));
+  iterate(map());
   EXPECT_EQ(ch->stats->closes(), 1);
   EXPECT_EQ(ch->stats->after_close, 0);
   EXPECT_TRUE(ch->stats->errors.empty());
-  EXPECT_TRUE(map.empty());
+  EXPECT_TRUE(map().empty());
 }
 
 // S3 (D11): an RST that arrives before the loop notices the connect: SO_ERROR
 // is ECONNRESET, a disconnect errno, so handle_close on every backend (Python's
 // select path would call handle_error). handle_connect never runs.
 TEST_P(CoreBehaviour, S03_ResetBeforeConnectNoticedCloses) {
-  ChannelMap map(backend());
   Address addr;
   Socket listener = listening_socket(&addr);
-  auto ch = make<Recorder>(&map);
+  auto ch = make<Recorder>(&map());
   ch->want_write = true;
   ch->create_socket(AF_INET);
   ch->connect(addr);
@@ -600,7 +493,7 @@ TEST_P(CoreBehaviour, S03_ResetBeforeConnectNoticedCloses) {
   reset_on_close(accepted.fileno());
   accepted.close();
   ASSERT_TRUE(wait_fd(ch->fileno(), POLLERR | POLLHUP));
-  ASSERT_TRUE(loop_until(map, [&] { return ch->closed; }));
+  ASSERT_TRUE(loop_until(map(), [&] { return ch->closed; }));
   EXPECT_EQ(ch->stats->closes(), 1);
   EXPECT_EQ(ch->stats->calls[kConnect], 0);
   EXPECT_TRUE(ch->stats->errors.empty());
@@ -610,37 +503,35 @@ TEST_P(CoreBehaviour, S03_ResetBeforeConnectNoticedCloses) {
 // S4: an asynchronous refused connect reaches handle_error (ECONNREFUSED is
 // not a disconnect errno); handle_connect is never called.
 TEST_P(CoreBehaviour, S04_RefusedConnectGoesToHandleError) {
-  ChannelMap map(backend());
   // A bound socket that does not listen: its port refuses connections.
   Socket holder = Socket::create(AF_INET);
   Address any = testing_util::any_loopback(AF_INET);
   ASSERT_EQ(::bind(holder.fileno(), any.data(), any.size()), 0);
   Address addr = holder.getsockname();
-  auto ch = make<Recorder>(&map);
+  auto ch = make<Recorder>(&map());
   ch->want_write = true;
   ch->create_socket(AF_INET);
   ch->connect(addr);
-  ASSERT_TRUE(loop_until(map, [&] { return ch->closed; }));
+  ASSERT_TRUE(loop_until(map(), [&] { return ch->closed; }));
   EXPECT_EQ(ch->stats->error_codes, std::vector<int>{ECONNREFUSED});
   EXPECT_EQ(ch->stats->calls[kConnect], 0);
   EXPECT_EQ(ch->stats->calls[kWrite], 0);
-  EXPECT_TRUE(map.empty());
+  EXPECT_TRUE(map().empty());
 }
 
 // S5: on EOF, a handle_close that does not close is called again in every
 // iteration (level-triggered EOF).
 TEST_P(CoreBehaviour, S05_EofWithoutCloseRepeatsHandleClose) {
-  ChannelMap map(backend());
   auto [mine, peer] = Socket::pair();
-  auto ch = make<Recorder>(std::move(mine), &map);
+  auto ch = make<Recorder>(std::move(mine), &map());
   ch->close_on_close = false;
   peer.close();
   for (int i = 1; i <= 5; ++i) {
     const int before = ch->stats->closes();
-    iterate(map, 1.0);
+    iterate(map(), 1.0);
     EXPECT_GT(ch->stats->closes(), before) << "iteration " << i;
   }
-  EXPECT_TRUE(map.contains(ch->fileno()));
+  EXPECT_TRUE(map().contains(ch->fileno()));
   EXPECT_TRUE(ch->stats->errors.empty());
   ch->close();
 }
@@ -648,10 +539,9 @@ TEST_P(CoreBehaviour, S05_EofWithoutCloseRepeatsHandleClose) {
 // S6: connect() to a listening AF_UNIX path completes at once: handle_connect
 // runs inside connect(), while connected() is still false.
 TEST_P(CoreBehaviour, S06_UnixConnectCompletesInsideConnect) {
-  ChannelMap map(backend());
-  auto server = make<Recorder>(&map);
+  auto server = make<Recorder>(&map());
   const Address path = listen_on(*server, AF_UNIX);
-  auto client = make<Recorder>(&map);
+  auto client = make<Recorder>(&map());
   bool inside_connect = false;
   std::optional<bool> ran_inside, connected_then, connecting_then;
   client->hook[kConnect] = [&](Recorder& self) {
@@ -669,14 +559,15 @@ TEST_P(CoreBehaviour, S06_UnixConnectCompletesInsideConnect) {
   EXPECT_TRUE(*connecting_then);
   EXPECT_TRUE(client->connected());
   EXPECT_FALSE(client->connecting());
+  client->close();
+  server->close();
   ::unlink(path.host().c_str());
 }
 
 // S7: connect() to a missing AF_UNIX path throws at once and leaves
 // connecting() true.
 TEST_P(CoreBehaviour, S07_UnixConnectToMissingPathThrows) {
-  ChannelMap map(backend());
-  auto client = make<Recorder>(&map);
+  auto client = make<Recorder>(&map());
   client->create_socket(AF_UNIX);
   try {
     client->connect(testing_util::any_loopback(AF_UNIX));
@@ -687,25 +578,25 @@ TEST_P(CoreBehaviour, S07_UnixConnectToMissingPathThrows) {
   EXPECT_TRUE(client->connecting());
   EXPECT_FALSE(client->connected());
   EXPECT_EQ(client->stats->calls[kConnect], 0);
+  client->close();
 }
 
 // S8: accept() with nothing pending returns nullopt.
 TEST_P(CoreBehaviour, S08_AcceptWithNothingPendingReturnsNullopt) {
-  ChannelMap map(backend());
-  auto server = make<Recorder>(&map);
+  auto server = make<Recorder>(&map());
   listen_on(*server);
   EXPECT_FALSE(server->accept().has_value());
-  iterate(map);
+  iterate(map());
   EXPECT_EQ(server->stats->calls[kAccept], 0);
+  server->close();
 }
 
 // S9 (D6): recv() with no data throws WouldBlock (distinct from EOF, which
 // returns empty); a plain dispatcher's spurious read thus reaches
 // handle_error. send() on a full socket returns 0.
 TEST_P(CoreBehaviour, S09_RecvWouldBlockAndSendOnFullSocket) {
-  ChannelMap map(backend());
   auto [mine, peer] = Socket::pair();
-  auto ch = make<Recorder>(std::move(mine), &map);
+  auto ch = make<Recorder>(std::move(mine), &map());
   EXPECT_THROW(ch->recv(16), asyncore::WouldBlock);
   try {
     ch->recv(16);
@@ -720,21 +611,21 @@ TEST_P(CoreBehaviour, S09_RecvWouldBlockAndSendOnFullSocket) {
   EXPECT_TRUE(ch->closed);  // Recorder's handle_error closes, as the default
 
   auto [full, reader] = Socket::pair();
-  auto sender = make<Recorder>(std::move(full), &map);
+  auto sender = make<Recorder>(std::move(full), &map());
   const std::string chunk(65536, 'z');
   size_t sent = 1;
   for (int i = 0; i < 10000 && sent != 0; ++i) sent = sender->send(chunk);
   EXPECT_EQ(sent, 0u);
   EXPECT_EQ(sender->stats->closes(), 0);
   EXPECT_TRUE(sender->stats->errors.empty());
+  sender->close();
 }
 
 // S10: close() twice is harmless: the map entry goes, the flags are cleared,
 // and the second close cannot hit a reused fd number.
 TEST_P(CoreBehaviour, S10_CloseTwiceIsHarmless) {
-  ChannelMap map(backend());
   auto [mine, peer] = Socket::pair();
-  auto ch = make<Recorder>(std::move(mine), &map);
+  auto ch = make<Recorder>(std::move(mine), &map());
   const int fd = ch->fileno();
   ASSERT_TRUE(ch->connected());
   ch->close();
@@ -746,37 +637,36 @@ TEST_P(CoreBehaviour, S10_CloseTwiceIsHarmless) {
   EXPECT_FALSE(ch->accepting());
   EXPECT_FALSE(ch->connecting());
   EXPECT_EQ(ch->fileno(), -1);
-  EXPECT_FALSE(map.contains(fd));
-  EXPECT_TRUE(map.empty());
+  EXPECT_FALSE(map().contains(fd));
+  EXPECT_TRUE(map().empty());
 
-  auto server = make<Recorder>(&map);
+  auto server = make<Recorder>(&map());
   listen_on(*server);
   ASSERT_TRUE(server->accepting());
   server->close();
   server->close();
   EXPECT_FALSE(server->accepting());
-  EXPECT_TRUE(map.empty());
-  iterate(map);  // an emptied map still runs
+  EXPECT_TRUE(map().empty());
+  iterate(map());  // an emptied map still runs
 }
 
 // S11: the default handle_error writes one "error: uncaptured exception,
 // closing channel ..." line to stdout and closes the channel.
 TEST_P(CoreBehaviour, S11_DefaultHandleErrorLogsOneLineAndCloses) {
   testing_util::CapturedLog log;
-  ChannelMap map(backend());
   auto [mine, peer] = Socket::pair();
-  auto ch = make<Recorder>(std::move(mine), &map);
+  auto ch = make<Recorder>(std::move(mine), &map());
   ch->default_error = true;
   ch->hook[kRead] = [](Recorder&) { throw std::runtime_error("boom"); };
-  send_all(peer, "x");
-  ASSERT_TRUE(loop_until(map, [&] { return ch->closed; }));
+  write_all(peer, "x");
+  ASSERT_TRUE(loop_until(map(), [&] { return ch->closed; }));
   ASSERT_EQ(log.out().size(), 1u);
   const std::string& line = log.out()[0];
   EXPECT_EQ(line.rfind("error: uncaptured", 0), 0u) << line;
   EXPECT_NE(line.find("closing channel"), std::string::npos) << line;
   EXPECT_NE(line.find("boom"), std::string::npos) << line;
   EXPECT_TRUE(log.err().empty());
-  EXPECT_TRUE(map.empty());
+  EXPECT_TRUE(map().empty());
 }
 
 // S12: an exception from readable() escapes loop(); so does ExitNow from a
@@ -803,7 +693,7 @@ TEST_P(CoreBehaviour, S12_PredicateExceptionAndExitNowEscapeLoop) {
     auto [other_sock, other_peer] = Socket::pair();
     auto other = make<Recorder>(std::move(other_sock), &map);
     ch->hook[kRead] = [](Recorder&) { throw asyncore::ExitNow(); };
-    send_all(peer, "x");
+    write_all(peer, "x");
     EXPECT_THROW(asyncore::loop({.timeout = 1.0, .map = &map, .count = 5}),
                  asyncore::ExitNow);
     EXPECT_EQ(map.size(), 2u);
@@ -816,62 +706,61 @@ TEST_P(CoreBehaviour, S12_PredicateExceptionAndExitNowEscapeLoop) {
 // S13: loop() returns at once on an empty map; count=0 (or less) runs
 // nothing; a map whose channels want nothing sleeps `timeout` per iteration.
 TEST_P(CoreBehaviour, S13_LoopEndsOnEmptyMapCountZeroAndSleepsWhenIdle) {
-  ChannelMap map(backend());
   auto start = Clock::now();
-  asyncore::loop({.timeout = 5.0, .backend = backend(), .map = &map});
-  asyncore::loop({.timeout = 5.0, .map = &map, .count = 10});
+  asyncore::loop({.timeout = 5.0, .backend = backend(), .map = &map()});
+  asyncore::loop({.timeout = 5.0, .map = &map(), .count = 10});
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(1));
 
   auto [mine, peer] = Socket::pair();
-  auto ch = make<Recorder>(std::move(mine), &map);
+  auto ch = make<Recorder>(std::move(mine), &map());
   ch->want_read = false;  // wants nothing: registered for nothing
   start = Clock::now();
-  asyncore::loop({.timeout = 5.0, .map = &map, .count = 0});
-  asyncore::loop({.timeout = 5.0, .map = &map, .count = -3});
+  asyncore::loop({.timeout = 5.0, .map = &map(), .count = 0});
+  asyncore::loop({.timeout = 5.0, .map = &map(), .count = -3});
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(1));
   EXPECT_EQ(ch->stats->readable_calls, 0);
 
   start = Clock::now();
-  asyncore::loop({.timeout = 0.05, .map = &map, .count = 3});
+  asyncore::loop({.timeout = 0.05, .map = &map(), .count = 3});
   const double elapsed =
       std::chrono::duration<double>(Clock::now() - start).count();
   EXPECT_EQ(ch->stats->readable_calls, 3);
   EXPECT_GE(elapsed, 0.14);  // 3 x 50 ms, allowing for clock granularity
   EXPECT_LT(elapsed, 3.0);
   for (int n : ch->stats->calls) EXPECT_EQ(n, 0);
+  ch->close();
 }
 
 // S14: close_all rethrows a non-OSError from close() and leaves the map
 // uncleared; with ignore_all the map is cleared; EBADF is always ignored.
 TEST_P(CoreBehaviour, S14_CloseAllRethrowsAndKeepsMapUnlessIgnoreAll) {
-  ChannelMap map(backend());
   std::vector<Socket> peers;
   std::vector<std::shared_ptr<Recorder>> channels;
   for (int i = 0; i < 3; ++i) {
     auto [mine, peer] = Socket::pair();
-    channels.push_back(make<Recorder>(std::move(mine), &map));
+    channels.push_back(make<Recorder>(std::move(mine), &map()));
     peers.push_back(std::move(peer));
   }
   auto& thrower = channels[1];
   const int thrower_fd = thrower->fileno();
   thrower->close_error =
       std::make_exception_ptr(std::runtime_error("close failed"));
-  EXPECT_THROW(asyncore::close_all(&map), std::runtime_error);
-  EXPECT_FALSE(map.empty());
-  EXPECT_TRUE(map.contains(thrower_fd));
+  EXPECT_THROW(asyncore::close_all(&map()), std::runtime_error);
+  EXPECT_FALSE(map().empty());
+  EXPECT_TRUE(map().contains(thrower_fd));
 
-  EXPECT_NO_THROW(asyncore::close_all(&map, /*ignore_all=*/true));
-  EXPECT_TRUE(map.empty());
+  EXPECT_NO_THROW(asyncore::close_all(&map(), /*ignore_all=*/true));
+  EXPECT_TRUE(map().empty());
   EXPECT_TRUE(channels[0]->closed);
   EXPECT_TRUE(channels[2]->closed);
 
   // EBADF is ignored even without ignore_all.
   auto [mine, peer] = Socket::pair();
-  auto ebadf = make<Recorder>(std::move(mine), &map);
+  auto ebadf = make<Recorder>(std::move(mine), &map());
   ebadf->close_error = std::make_exception_ptr(
       std::system_error(EBADF, std::generic_category(), "close"));
-  EXPECT_NO_THROW(map.close_all());
-  EXPECT_TRUE(map.empty());
+  EXPECT_NO_THROW(map().close_all());
+  EXPECT_TRUE(map().empty());
 }
 
 // S15: EMFILE on accept with the default handle_error closes the listener
@@ -923,17 +812,16 @@ TEST_P(CoreBehaviour, S16_SelectRefusesFdAboveFdSetsize) {
   static_assert(kHighFd >= FD_SETSIZE);
   FdLimitAtLeast limit(kHighFd + 64);
   if (!limit.ok()) GTEST_SKIP() << "RLIMIT_NOFILE cannot reach " << kHighFd;
-  ChannelMap map(backend());
   auto [mine, peer] = Socket::pair();
   int high = ::fcntl(mine.fileno(), F_DUPFD_CLOEXEC, kHighFd);
   ASSERT_GE(high, kHighFd) << std::strerror(errno);
   mine.close();
-  auto ch = make<Recorder>(Socket(high), &map);
-  send_all(peer, "high");
+  auto ch = make<Recorder>(Socket(high), &map());
+  write_all(peer, "high");
   const int fd_limit = features().fd_limit;
   if (fd_limit > 0 && high >= fd_limit) {
     try {
-      asyncore::loop({.timeout = 0.01, .map = &map, .count = 1});
+      asyncore::loop({.timeout = 0.01, .map = &map(), .count = 1});
       FAIL() << "select accepted fd " << high;
     } catch (const std::system_error& e) {
       const std::string what = e.what();
@@ -942,10 +830,10 @@ TEST_P(CoreBehaviour, S16_SelectRefusesFdAboveFdSetsize) {
       EXPECT_NE(what.find("epoll"), std::string::npos) << what;
 #endif
     }
-    EXPECT_EQ(map.get(high), ch.get());  // the map is intact
+    EXPECT_EQ(map().get(high), ch.get());  // the map is intact
     EXPECT_EQ(ch->stats->calls[kRead], 0);
   } else {
-    ASSERT_TRUE(loop_until(map, [&] { return ch->stats->data == "high"; }));
+    ASSERT_TRUE(loop_until(map(), [&] { return ch->stats->data == "high"; }));
   }
   ch->close();
 }
@@ -956,28 +844,28 @@ TEST_P(CoreBehaviour, S16_SelectRefusesFdAboveFdSetsize) {
 // and close that channel only; epoll/kqueue drop a closed fd by themselves
 // (no event). Either way the loop survives and the other channels work.
 TEST_P(CoreBehaviour, D03_FdClosedBehindTheMapsBackClosesOnlyThatChannel) {
-  ChannelMap map(backend());
   auto [victim_sock, victim_peer] = Socket::pair();
-  auto victim = make<Recorder>(std::move(victim_sock), &map);
+  auto victim = make<Recorder>(std::move(victim_sock), &map());
   auto [other_sock, other_peer] = Socket::pair();
-  auto other = make<Recorder>(std::move(other_sock), &map);
-  iterate(map, 0);  // both registered with the backend
+  auto other = make<Recorder>(std::move(other_sock), &map());
+  iterate(map(), 0);  // both registered with the backend
   // Closed without close(): the channel keeps its map entry.
   ::close(victim->socket().release());
-  send_all(other_peer, "still here");
+  write_all(other_peer, "still here");
   const bool reports_nval = features().reports_closed_fds;
-  ASSERT_TRUE(loop_until(map, [&] {
+  ASSERT_TRUE(loop_until(map(), [&] {
     return other->stats->data == "still here" &&
            (!reports_nval || victim->closed);
   }));
   if (reports_nval) {
     EXPECT_EQ(victim->stats->closes(), 1);
-    EXPECT_EQ(map.size(), 1u);
+    EXPECT_EQ(map().size(), 1u);
   }
   EXPECT_TRUE(victim->stats->errors.empty());
   EXPECT_FALSE(other->closed);
   victim->close();  // harmless whichever way it went
-  EXPECT_EQ(map.size(), 1u);
+  EXPECT_EQ(map().size(), 1u);
+  other->close();
 }
 
 // D3 on epoll too: once the interest of an fd closed behind the map's back
@@ -996,16 +884,15 @@ TEST_P(CoreBehaviour, D03_ClosedBehindTheBackThenInterestChangeCloses) {
     bool want_write = false;
     int closes = 0;
   };
-  ChannelMap map(backend());
   auto [sock, peer] = Socket::pair();
-  auto victim = make<Toggling>(std::move(sock), &map);
-  map.poll_once(std::chrono::nanoseconds(0));  // registered for reading
+  auto victim = make<Toggling>(std::move(sock), &map());
+  map().poll_once(std::chrono::nanoseconds(0));  // registered for reading
   ::close(victim->socket().release());
   victim->want_write = true;  // the interest changes after the close
   ASSERT_TRUE(loop_until(
-      map, [&] { return victim->closes > 0; }, 50));
+      map(), [&] { return victim->closes > 0; }, 50));
   EXPECT_EQ(victim->closes, 1);
-  EXPECT_TRUE(map.empty());
+  EXPECT_TRUE(map().empty());
 }
 
 // A channel that closes itself in readable() must not make the loop skip the
@@ -1028,17 +915,16 @@ TEST_P(CoreBehaviour, CloseInsidePredicateSkipsNoOtherChannel) {
     void handle_read() override { got += recv(64); }
     std::string got;
   };
-  ChannelMap map(backend());
   auto [a, a_peer] = Socket::pair();
-  make<ClosesInReadable>(std::move(a), &map);
+  make<ClosesInReadable>(std::move(a), &map());
   auto [b, b_peer] = Socket::pair();
-  auto reader = make<Reader>(std::move(b), &map);  // last in the asked list
+  auto reader = make<Reader>(std::move(b), &map());  // last in the asked list
   ASSERT_EQ(::send(b_peer.fileno(), "x", 1, 0), 1);
   const auto start = std::chrono::steady_clock::now();
-  map.poll_once(std::chrono::seconds(5));
+  map().poll_once(std::chrono::seconds(5));
   EXPECT_EQ(reader->got, "x");
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
-  map.close_all();
+  map().close_all();
 }
 
 // A handler that runs a nested loop on the same map: the outer iteration
@@ -1065,22 +951,21 @@ TEST_P(CoreBehaviour, NestedLoopLeavesNoStaleEvents) {
     asyncore::ChannelMap* nest = nullptr;
     int errors = 0;
   };
-  ChannelMap map(backend());
   auto [a, a_peer] = Socket::pair();
   auto [b, b_peer] = Socket::pair();
-  auto first = make<Reader>(std::move(a), &map);
-  auto second = make<Reader>(std::move(b), &map);
-  first->nest = &map;
+  auto first = make<Reader>(std::move(a), &map());
+  auto second = make<Reader>(std::move(b), &map());
+  first->nest = &map();
   second->nest =
-      &map;  // whichever runs first nests, the other is drained inside
+      &map();  // whichever runs first nests, the other is drained inside
   ASSERT_EQ(::send(a_peer.fileno(), "a", 1, 0), 1);
   ASSERT_EQ(::send(b_peer.fileno(), "b", 1, 0), 1);
-  map.poll_once(std::chrono::seconds(1));
+  map().poll_once(std::chrono::seconds(1));
   EXPECT_EQ(first->got, "a");
   EXPECT_EQ(second->got, "b");
   EXPECT_EQ(first->errors + second->errors, 0);
-  EXPECT_EQ(map.size(), 2u);
-  map.close_all();
+  EXPECT_EQ(map().size(), 2u);
+  map().close_all();
 }
 
 // D11: a disconnect errno thrown from a handler (outside recv/send) closes the
@@ -1136,17 +1021,16 @@ TEST_P(CoreBehaviour, CloseSelfFromEveryHandler) {
 // connected afterwards, and no handle_write/handle_read follows in the same
 // event (D1).
 TEST_P(CoreBehaviour, CloseInHandleConnectLeavesChannelClosed) {
-  ChannelMap map(backend());
-  Armed armed = arm(kConnect, map, [](Recorder& self) { self.close(); });
+  Armed armed = arm(kConnect, map(), [](Recorder& self) { self.close(); });
   armed.channel->want_read = true;  // connect completion may come as IN too
   const Stats& st = *armed.channel->stats;
-  ASSERT_TRUE(loop_until(map, [&] { return st.calls[kConnect] >= 1; }));
+  ASSERT_TRUE(loop_until(map(), [&] { return st.calls[kConnect] >= 1; }));
   EXPECT_FALSE(armed.channel->connected());
   EXPECT_FALSE(armed.channel->connecting());
   EXPECT_EQ(st.calls[kWrite], 0);
   EXPECT_EQ(st.calls[kRead], 0);
   EXPECT_EQ(st.after_close, 0);
-  EXPECT_TRUE(map.empty());
+  EXPECT_TRUE(map().empty());
 }
 
 // Closing another channel from any handler: the other one, made readable with
@@ -1158,7 +1042,7 @@ TEST_P(CoreBehaviour, CloseOtherFromEveryHandler) {
     ChannelMap map(backend());
     auto [other_sock, other_peer] = Socket::pair();
     auto other = make<Recorder>(std::move(other_sock), &map);
-    send_all(other_peer, "pending");
+    write_all(other_peer, "pending");
     std::shared_ptr<Stats> other_stats = other->stats;
     std::weak_ptr<Recorder> weak = other;
     const int other_fd = other->fileno();
@@ -1181,11 +1065,10 @@ TEST_P(CoreBehaviour, CloseOtherFromEveryHandler) {
 // data, and each closes the other, so whichever runs first makes the other's
 // event stale.
 TEST_P(CoreBehaviour, FdReuseWithinOneIterationGetsNoStaleEvent) {
-  ChannelMap map(backend());
   auto [x_sock, x_peer] = Socket::pair();
   auto [y_sock, y_peer] = Socket::pair();
-  auto x = make<Recorder>(std::move(x_sock), &map);
-  auto y = make<Recorder>(std::move(y_sock), &map);
+  auto x = make<Recorder>(std::move(x_sock), &map());
+  auto y = make<Recorder>(std::move(y_sock), &map());
   std::shared_ptr<Recorder> c;
   Socket c_peer;
   int reused_fd = -1;
@@ -1200,7 +1083,7 @@ TEST_P(CoreBehaviour, FdReuseWithinOneIterationGetsNoStaleEvent) {
       c_sock.close();
       c_sock = Socket(reused_fd);
     }
-    c = make<Recorder>(std::move(c_sock), &map);
+    c = make<Recorder>(std::move(c_sock), &map());
     c_peer = std::move(peer);
   };
   x->hook[kRead] = [&](Recorder& self) {
@@ -1211,40 +1094,40 @@ TEST_P(CoreBehaviour, FdReuseWithinOneIterationGetsNoStaleEvent) {
     self.drain();
     replace(*x);
   };
-  send_all(x_peer, "x");
-  send_all(y_peer, "y");
+  write_all(x_peer, "x");
+  write_all(y_peer, "y");
   ASSERT_TRUE(wait_fd(x->fileno(), POLLIN));
   ASSERT_TRUE(wait_fd(y->fileno(), POLLIN));
-  iterate(map, 1.0);  // both ready in this one wait
+  iterate(map(), 1.0);  // both ready in this one wait
   ASSERT_TRUE(c);
   EXPECT_EQ(c->fileno(), reused_fd);
   EXPECT_EQ(x->stats->calls[kRead] + y->stats->calls[kRead], 1);
   EXPECT_EQ(x->stats->after_close + y->stats->after_close, 0);
   EXPECT_EQ(c->stats->calls[kRead], 0);
-  iterate(map);
+  iterate(map());
   EXPECT_EQ(c->stats->calls[kRead], 0);  // nothing was sent to C yet
-  send_all(c_peer, "for c");
-  ASSERT_TRUE(loop_until(map, [&] { return c->stats->data == "for c"; }));
+  write_all(c_peer, "for c");
+  ASSERT_TRUE(loop_until(map(), [&] { return c->stats->data == "for c"; }));
   EXPECT_TRUE(c->stats->errors.empty());
+  for (Recorder* ch : {x.get(), y.get(), c.get()}) ch->close();  // one twice
 }
 
 // 1000 connect/accept/close cycles through the loop, half of them ending in
 // RST: every server-side channel closes and no descriptor leaks.
 TEST_P(CoreBehaviour, ThousandQuickConnectAcceptCloseCyclesLeakNoFds) {
-  ChannelMap map(backend());
-  auto listener = make<Recorder>(&map);
+  auto listener = make<Recorder>(&map());
   const Address addr = listen_on(*listener);
   auto conn_stats = std::make_shared<Stats>();
-  listener->on_accepted = [&map, conn_stats](Socket sock) {
-    auto conn = make<Recorder>(std::move(sock), &map);
+  listener->on_accepted = [map = &map(), conn_stats](Socket sock) {
+    auto conn = make<Recorder>(std::move(sock), map);
     conn->stats = conn_stats;
   };
   auto client_stats = std::make_shared<Stats>();
-  iterate(map, 0);
+  iterate(map(), 0);
   const int fds_before = count_open_fds();
   constexpr int kCycles = 1000;
   for (int i = 0; i < kCycles; ++i) {
-    auto client = make<Recorder>(&map);
+    auto client = make<Recorder>(&map());
     client->stats = client_stats;
     client->want_read = false;
     client->want_write = true;
@@ -1255,8 +1138,8 @@ TEST_P(CoreBehaviour, ThousandQuickConnectAcceptCloseCyclesLeakNoFds) {
     client->create_socket(AF_INET);
     client->connect(addr);
     ASSERT_TRUE(loop_until(
-        map,
-        [&] { return listener->stats->accepted == i + 1 && map.size() == 1; },
+        map(),
+        [&] { return listener->stats->accepted == i + 1 && map().size() == 1; },
         200))
         << "cycle " << i;
   }
@@ -1265,6 +1148,7 @@ TEST_P(CoreBehaviour, ThousandQuickConnectAcceptCloseCyclesLeakNoFds) {
             kCycles);
   EXPECT_TRUE(listener->accepting());
   EXPECT_EQ(count_open_fds(), fds_before);
+  listener->close();
 }
 
 // Whatever a handler throws (except ExitNow) reaches that channel's
@@ -1360,34 +1244,33 @@ TEST_P(CoreBehaviour, EmfileWithListenerKeptOpenDoesNotSpinAndRecovers) {
 // loop(count=N) runs exactly N iterations (one readable()/writable() call
 // per channel each) when the map stays non-empty.
 TEST_P(CoreBehaviour, LoopCountRunsExactlyThatManyIterations) {
-  ChannelMap map(backend());
   auto [mine, peer] = Socket::pair();
-  auto ch = make<Recorder>(std::move(mine), &map);
+  auto ch = make<Recorder>(std::move(mine), &map());
   ch->want_read = false;
   ch->want_write = true;  // an event every iteration
   for (long count : {1L, 7L, 20L}) {
     const int writes = ch->stats->calls[kWrite];
     const int asked = ch->stats->writable_calls;
-    asyncore::loop({.timeout = 1.0, .map = &map, .count = count});
+    asyncore::loop({.timeout = 1.0, .map = &map(), .count = count});
     EXPECT_EQ(ch->stats->writable_calls - asked, count);
     EXPECT_EQ(ch->stats->calls[kWrite] - writes, count);
   }
+  ch->close();
 }
 
 // Declared interest: readable()/writable() are no longer called; events
 // follow set_readable()/set_writable(); switching back asks them again.
 TEST_P(CoreBehaviour, DeclaredInterestReplacesPredicates) {
-  ChannelMap map(backend());
   auto [mine, peer] = Socket::pair();
-  auto ch = make<Recorder>(std::move(mine), &map);
+  auto ch = make<Recorder>(std::move(mine), &map());
   const Stats& st = *ch->stats;
   ch->want_read = true;  // what the predicates would say
   ch->want_write = true;
   ch->set_declared_interest(true);
   ch->set_readable(false);
   ch->set_writable(true);
-  send_all(peer, "x");
-  asyncore::loop({.timeout = 0.01, .map = &map, .count = 3});
+  write_all(peer, "x");
+  asyncore::loop({.timeout = 0.01, .map = &map(), .count = 3});
   EXPECT_EQ(st.calls[kWrite], 3);
   EXPECT_EQ(st.calls[kRead], 0);
   EXPECT_EQ(st.readable_calls, 0);
@@ -1395,12 +1278,12 @@ TEST_P(CoreBehaviour, DeclaredInterestReplacesPredicates) {
 
   ch->set_writable(false);
   ch->set_readable(true);
-  ASSERT_TRUE(loop_until(map, [&] { return st.data == "x"; }));
+  ASSERT_TRUE(loop_until(map(), [&] { return st.data == "x"; }));
   EXPECT_EQ(st.calls[kWrite], 3);
 
   ch->set_readable(false);  // wants nothing: iterations only wait
   const auto start = Clock::now();
-  asyncore::loop({.timeout = 0.02, .map = &map, .count = 2});
+  asyncore::loop({.timeout = 0.02, .map = &map(), .count = 2});
   EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(35));
   EXPECT_EQ(st.calls[kWrite], 3);
   EXPECT_EQ(st.readable_calls + st.writable_calls, 0);
@@ -1408,66 +1291,67 @@ TEST_P(CoreBehaviour, DeclaredInterestReplacesPredicates) {
   ch->set_declared_interest(false);  // the predicates decide again
   ch->want_read = false;
   ch->want_write = true;
-  asyncore::loop({.timeout = 0.01, .map = &map, .count = 2});
+  asyncore::loop({.timeout = 0.01, .map = &map(), .count = 2});
   EXPECT_EQ(st.readable_calls, 2);
   EXPECT_EQ(st.writable_calls, 2);
   EXPECT_EQ(st.calls[kWrite], 5);
+  ch->close();
 }
 
 // DispatcherWithSend keeps its declared interest in step with its buffer, so
 // in declared mode it still delivers everything, without being asked.
 TEST_P(CoreBehaviour, DeclaredInterestDispatcherWithSendDeliversEverything) {
-  ChannelMap map(backend());
   auto [a, b] = Socket::pair();
-  auto sender = make<SendRecorder>(std::move(a), &map);
+  auto sender = make<SendRecorder>(std::move(a), &map());
   sender->want_read = std::nullopt;  // DispatcherWithSend's own predicates
   sender->want_write = std::nullopt;
   sender->set_declared_interest(true);
   sender->set_readable(false);
-  auto reader = make<Recorder>(std::move(b), &map);
+  auto reader = make<Recorder>(std::move(b), &map());
   std::string payload(3 * 1024 * 1024 + 17, '\0');
   for (size_t i = 0; i < payload.size(); ++i)
     payload[i] = static_cast<char>(i * 7 + i / 251);
   sender->send(payload);
   ASSERT_TRUE(loop_until(
-      map, [&] { return reader->stats->data.size() >= payload.size(); }, 100000,
-      0.01, std::chrono::seconds(60)));
+      map(), [&] { return reader->stats->data.size() >= payload.size(); },
+      100000, 0.01, std::chrono::seconds(60)));
   EXPECT_TRUE(reader->stats->data == payload);
   EXPECT_EQ(sender->pending(), 0u);
   EXPECT_FALSE(sender->declared_writable());
   EXPECT_EQ(sender->stats->readable_calls + sender->stats->writable_calls, 0);
   const int writes = sender->stats->calls[kWrite];
-  asyncore::loop({.timeout = 0.01, .map = &map, .count = 3});
+  asyncore::loop({.timeout = 0.01, .map = &map(), .count = 3});
   EXPECT_EQ(sender->stats->calls[kWrite], writes);  // idle once drained
+  sender->close();
+  reader->close();
 }
 
 // loop(timeout, use_poll, map, count) picks select or poll, as Python does.
 TEST_P(CoreBehaviour, PythonLoopSignatureSelectsSelectOrPoll) {
-  ChannelMap map(backend());
   auto [mine, peer] = Socket::pair();
-  auto ch = make<Recorder>(std::move(mine), &map);
+  auto ch = make<Recorder>(std::move(mine), &map());
   for (bool use_poll : {false, true, false}) {
     const std::string expected = use_poll ? "poll" : "select";
     SCOPED_TRACE(expected);
     const int asked = ch->stats->readable_calls;
-    asyncore::loop(0.0, use_poll, &map, 3);
-    EXPECT_EQ(map.backend_name(), expected);
+    asyncore::loop(0.0, use_poll, &map(), 3);
+    EXPECT_EQ(map().backend_name(), expected);
     EXPECT_EQ(ch->stats->readable_calls - asked, 3);
     const std::string before = ch->stats->data;
-    send_all(peer, expected);
-    asyncore::loop(0.5, use_poll, &map, 1);
+    write_all(peer, expected);
+    asyncore::loop(0.5, use_poll, &map(), 1);
     EXPECT_EQ(ch->stats->data, before + expected);
   }
+  ch->close();
 }
 
 // Switching a map's backend between loop calls keeps its channels working:
 // no lost registration, no spurious event.
 TEST_P(CoreBehaviour, SwitchingBackendsKeepsChannelsWorking) {
-  ChannelMap map(backend());
   auto [mine, peer] = Socket::pair();
-  auto reader = make<Recorder>(std::move(mine), &map);
+  auto reader = make<Recorder>(std::move(mine), &map());
   auto [w_sock, w_peer] = Socket::pair();
-  auto writer = make<Recorder>(std::move(w_sock), &map);
+  auto writer = make<Recorder>(std::move(w_sock), &map());
   writer->want_read = false;
   writer->want_write = true;
   std::vector<std::string> order{backend()};
@@ -1480,23 +1364,25 @@ TEST_P(CoreBehaviour, SwitchingBackendsKeepsChannelsWorking) {
     SCOPED_TRACE("switching to " + name);
     const int reads = reader->stats->calls[kRead];
     const int writes = writer->stats->calls[kWrite];
-    asyncore::loop({.timeout = 0.0, .backend = name, .map = &map, .count = 2});
-    EXPECT_EQ(map.backend_name(), name);
+    asyncore::loop(
+        {.timeout = 0.0, .backend = name, .map = &map(), .count = 2});
+    EXPECT_EQ(map().backend_name(), name);
     EXPECT_EQ(reader->stats->calls[kRead], reads);  // nothing to read yet
     EXPECT_EQ(writer->stats->calls[kWrite], writes + 2);
-    send_all(peer, name);
+    write_all(peer, name);
     expected += name;
     ASSERT_TRUE(
-        loop_until(map, [&] { return reader->stats->data == expected; }));
+        loop_until(map(), [&] { return reader->stats->data == expected; }));
   }
   EXPECT_TRUE(reader->stats->errors.empty());
   EXPECT_TRUE(writer->stats->errors.empty());
+  reader->close();
+  writer->close();
 }
 
 // SignalDispatcher: a signal becomes a callback run by the loop, not inside
 // the signal handler.
 TEST_P(CoreBehaviour, SignalArrivesAsLoopCallback) {
-  ChannelMap map(backend());
   std::vector<int> delivered;
   bool in_loop = false;
   bool called_from_loop = true;
@@ -1506,31 +1392,30 @@ TEST_P(CoreBehaviour, SignalArrivesAsLoopCallback) {
         delivered.push_back(signo);
         called_from_loop = called_from_loop && in_loop;
       },
-      &map);
+      &map());
   ASSERT_EQ(::raise(SIGUSR1), 0);
   EXPECT_TRUE(delivered.empty());
   in_loop = true;
-  ASSERT_TRUE(loop_until(map, [&] { return !delivered.empty(); }));
+  ASSERT_TRUE(loop_until(map(), [&] { return !delivered.empty(); }));
   in_loop = false;
   EXPECT_EQ(delivered, std::vector<int>{SIGUSR1});
   EXPECT_TRUE(called_from_loop);
-  iterate(map);
+  iterate(map());
   EXPECT_EQ(delivered.size(), 1u);
   sig->close();
 }
 
 // The default callback closes every channel of the map, which ends loop().
 TEST_P(CoreBehaviour, SignalDefaultCallbackEndsLoop) {
-  ChannelMap map(backend());
   auto [mine, peer] = Socket::pair();
-  auto idle = make<Recorder>(std::move(mine), &map);
+  auto idle = make<Recorder>(std::move(mine), &map());
   idle->want_read = false;
   auto sig = make<asyncore::SignalDispatcher>(std::vector<int>{SIGUSR1},
-                                              nullptr, &map);
+                                              nullptr, &map());
   ASSERT_EQ(::raise(SIGUSR1), 0);
   const auto start = Clock::now();
-  asyncore::loop({.timeout = 0.05, .map = &map, .count = 200});
-  EXPECT_TRUE(map.empty());
+  asyncore::loop({.timeout = 0.05, .map = &map(), .count = 200});
+  EXPECT_TRUE(map().empty());
   EXPECT_TRUE(idle->closed);
   EXPECT_LE(idle->stats->readable_calls, 2);
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
@@ -1539,10 +1424,9 @@ TEST_P(CoreBehaviour, SignalDefaultCallbackEndsLoop) {
 // DispatcherWithSend pushes 10 MiB through a socketpair to a reading
 // channel, intact and in order.
 TEST_P(CoreBehaviour, DispatcherWithSendDelivers10MiBIntact) {
-  ChannelMap map(backend());
   auto [a, b] = Socket::pair();
-  auto sender = make<asyncore::DispatcherWithSend>(std::move(a), &map);
-  auto reader = make<Recorder>(std::move(b), &map);
+  auto sender = make<asyncore::DispatcherWithSend>(std::move(a), &map());
+  auto reader = make<Recorder>(std::move(b), &map());
   std::string payload(10 * 1024 * 1024, '\0');
   uint32_t x =
       2463534242u;  // xorshift: no period a misplaced chunk could hide in
@@ -1554,32 +1438,33 @@ TEST_P(CoreBehaviour, DispatcherWithSendDelivers10MiBIntact) {
   }
   sender->send(payload);
   ASSERT_TRUE(loop_until(
-      map, [&] { return reader->stats->data.size() >= payload.size(); },
+      map(), [&] { return reader->stats->data.size() >= payload.size(); },
       1000000, 0.01, std::chrono::seconds(120)));
   EXPECT_EQ(reader->stats->data.size(), payload.size());
   EXPECT_TRUE(reader->stats->data == payload);
   EXPECT_EQ(sender->pending(), 0u);
   EXPECT_TRUE(reader->stats->errors.empty());
+  sender->close();
+  reader->close();
 }
 
 // FileDispatcher over a pipe: reads what was written, then EOF calls
 // handle_close once.
 TEST_P(CoreBehaviour, FileDispatcherPipeReadsThenClosesOnEof) {
-  ChannelMap map(backend());
   int p[2];
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
-  auto reader = make<FileRecorder>(p[0], &map);
+  auto reader = make<FileRecorder>(p[0], &map());
   ::close(p[0]);  // the dispatcher holds its own duplicate
   ASSERT_EQ(::write(p[1], "through a pipe", 14), 14);
-  ASSERT_TRUE(
-      loop_until(map, [&] { return reader->stats->data == "through a pipe"; }));
+  ASSERT_TRUE(loop_until(
+      map(), [&] { return reader->stats->data == "through a pipe"; }));
   EXPECT_FALSE(reader->closed);
   ::close(p[1]);
-  ASSERT_TRUE(loop_until(map, [&] { return reader->closed; }));
+  ASSERT_TRUE(loop_until(map(), [&] { return reader->closed; }));
   EXPECT_EQ(reader->stats->closes(), 1);
   EXPECT_EQ(reader->stats->after_close, 0);
   EXPECT_TRUE(reader->stats->errors.empty());
-  EXPECT_TRUE(map.empty());
+  EXPECT_TRUE(map().empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, CoreBehaviour,

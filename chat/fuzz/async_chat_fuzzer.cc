@@ -8,7 +8,8 @@
 //     until the socket is empty, comparing every collect_incoming_data() /
 //     found_terminator() call, read by read, with a reference model of
 //     Python's async_chat.handle_read (a plain std::string re-implementation
-//     below, written independently of chat/async_chat.cc); both callbacks
+//     in chat/testing/reference_splitter.h, written independently of
+//     chat/async_chat.cc and shared with the property test); both callbacks
 //     run scripted actions (change the terminator, discard_buffers(), push,
 //     close_when_done, ...) the way protocol handlers do;
 //   - checks that the bytes fed since the last discard_buffers() equal what
@@ -23,10 +24,10 @@
 // kMaxFed bytes are fed, and the peer is drained after every step so the
 // socket buffers never fill up.
 //
-// Built two ways: by chat/fuzz/run_fuzzer.sh with clang -fsanitize=fuzzer,
-// and by Bazel as //chat:async_chat_fuzz_replay (fuzz_replay_main.cc runs
-// LLVMFuzzerTestOneInput over the seed corpus, under gcc and the sanitizer
-// configs). Failures print a message and abort().
+// Built two ways: by scripts/run_fuzzer.sh async_chat with clang
+// -fsanitize=fuzzer, and by Bazel as //chat:async_chat_fuzz_replay
+// (fuzz_replay_main.cc runs LLVMFuzzerTestOneInput over the seed corpus, under
+// gcc and the sanitizer configs). Failures print a message and abort().
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -47,6 +48,7 @@
 #include "chat/async_chat.h"
 #include "chat/producer.h"
 #include "chat/terminator.h"
+#include "chat/testing/reference_splitter.h"
 #include "core/channel_map.h"
 #include "core/dispatcher.h"
 #include "core/socket.h"
@@ -126,57 +128,26 @@ class Program {
 
 // --- The reference model of the input side -----------------------------------
 
-// A terminator as the model sees it (mirrors asynchat::Terminator).
-struct RefTerm {
-  asynchat::Terminator::Kind kind = asynchat::Terminator::Kind::kUnset;
-  uint64_t count = 0;
-  std::string str;
+// The model: Python's async_chat.handle_read (chat/testing/
+// reference_splitter.h, shared with the property test).
+using asynchat_testing::RefTerminator;
 
-  bool truthy() const {
-    return (kind == asynchat::Terminator::Kind::kCount && count != 0) ||
-           (kind == asynchat::Terminator::Kind::kString && !str.empty());
+std::string describe(const RefTerminator& t) {
+  switch (t.kind) {
+    case asynchat::Terminator::Kind::kUnset:
+      return "unset";
+    case asynchat::Terminator::Kind::kNone:
+      return "None";
+    case asynchat::Terminator::Kind::kCount:
+      return "int " + std::to_string(t.count);
+    case asynchat::Terminator::Kind::kString:
+      return "'" + printable(t.str) + "'";
   }
-  std::string describe() const {
-    switch (kind) {
-      case asynchat::Terminator::Kind::kUnset:
-        return "unset";
-      case asynchat::Terminator::Kind::kNone:
-        return "None";
-      case asynchat::Terminator::Kind::kCount:
-        return "int " + std::to_string(count);
-      case asynchat::Terminator::Kind::kString:
-        return "'" + printable(str) + "'";
-    }
-    return "?";
-  }
-  asynchat::Terminator to_terminator() const {
-    switch (kind) {
-      case asynchat::Terminator::Kind::kUnset:
-        return asynchat::Terminator();
-      case asynchat::Terminator::Kind::kNone:
-        return asynchat::Terminator(nullptr);
-      case asynchat::Terminator::Kind::kCount:
-        return asynchat::Terminator(count);
-      case asynchat::Terminator::Kind::kString:
-        return asynchat::Terminator(str);
-    }
-    return asynchat::Terminator();
-  }
-};
-
-std::string describe(const asynchat::Terminator& t) {
-  RefTerm r;
-  r.kind = t.kind();
-  r.count = t.count();
-  r.str = t.string();
-  return r.describe();
+  return "?";
 }
 
-bool same(const RefTerm& r, const asynchat::Terminator& t) {
-  if (r.kind != t.kind()) return false;
-  if (r.kind == asynchat::Terminator::Kind::kCount) return r.count == t.count();
-  if (r.kind == asynchat::Terminator::Kind::kString) return r.str == t.string();
-  return true;
+std::string describe(const asynchat::Terminator& t) {
+  return describe(RefTerminator(t));
 }
 
 // What found_terminator() does (taken from the program, in order).
@@ -190,7 +161,7 @@ struct Action {
     kCloseWhenDone,
     kInitiateSend,
   } kind = kNothing;
-  RefTerm term;
+  RefTerminator term;
   std::string data;
   size_t chunk = 0;
 };
@@ -221,136 +192,6 @@ std::string describe(const std::vector<Event>& events) {
   }
   return s.empty() ? " (none)" : s;
 }
-
-// Longest proper prefix of `needle` that ends `hay`, by brute force.
-size_t ref_prefix_at_end(const std::string& hay, const std::string& needle) {
-  for (size_t l = needle.size() - 1; l >= 1; --l) {
-    if (l <= hay.size() && hay.compare(hay.size() - l, l, needle, 0, l) == 0) {
-      return l;
-    }
-  }
-  return 0;
-}
-
-// Leftmost occurrence by brute force (npos if none).
-size_t ref_find(const std::string& hay, const std::string& needle) {
-  if (needle.size() > hay.size()) return std::string::npos;
-  for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-    if (hay.compare(i, needle.size(), needle) == 0) return i;
-  }
-  return std::string::npos;
-}
-
-// Python 3.11's async_chat.handle_read, on one received chunk, with
-// std::string copies everywhere (Python's own slicing).
-struct RefInput {
-  RefTerm term;
-  std::string buf;       // ac_in_buffer
-  std::string incoming;  // _collect_incoming_data / _get_data
-  // For the reconstruction check (since the last discard_buffers()).
-  std::string stream;         // bytes received
-  std::string reconstructed;  // collected bytes and string terminators seen
-
-  // Processes `chunk`; found_terminator() and collect_incoming_data() take
-  // actions from the front of `on_found` and `on_collect` (the model's own
-  // copies). Returns the predicted callbacks.
-  std::vector<Event> process(std::string_view chunk,
-                             std::deque<Action>& on_found,
-                             std::deque<Action>& on_collect) {
-    std::vector<Event> out;
-    buf.append(chunk);
-    stream.append(chunk);
-    auto act = [&](std::deque<Action>& script) {
-      if (script.empty()) return;
-      Action a = std::move(script.front());
-      script.pop_front();
-      if (a.kind == Action::kSetTerm) term = a.term;
-      if (a.kind == Action::kDiscard) discard();
-    };
-    // `data` has been accounted for in `reconstructed` by the caller, before
-    // the callback may discard everything.
-    auto collect = [&](std::string data) {
-      incoming += data;
-      out.push_back({Event::kCollect, std::move(data)});
-      act(on_collect);
-    };
-    auto found = [&]() {
-      out.push_back({Event::kTerminator, std::exchange(incoming, {})});
-      act(on_found);
-    };
-    while (!buf.empty()) {
-      if (term.kind == asynchat::Terminator::Kind::kUnset) {
-        out.push_back({Event::kError, "unset"});
-        return out;
-      }
-      if (!term.truthy()) {
-        reconstructed += buf;
-        collect(std::exchange(buf, {}));
-      } else if (term.kind == asynchat::Terminator::Kind::kCount) {
-        if (buf.size() < term.count) {
-          // Python: self.terminator = self.terminator - lb, read after the
-          // callback (which may have changed it). AsyncChat subtracts only
-          // from a count, saturating at 0; Python would raise TypeError for
-          // bytes/None and go negative for a smaller int.
-          const size_t lb = buf.size();
-          reconstructed += buf;
-          collect(std::exchange(buf, {}));
-          if (term.kind == asynchat::Terminator::Kind::kCount) {
-            term.count -= std::min<uint64_t>(term.count, lb);
-          }
-        } else {
-          std::string head = buf.substr(0, term.count);
-          buf.erase(0, term.count);
-          reconstructed += head;
-          collect(std::move(head));
-          term = RefTerm{};  // Python: self.terminator = 0
-          term.kind = asynchat::Terminator::Kind::kCount;
-          found();
-        }
-      } else {
-        const std::string t = term.str;
-        size_t index = ref_find(buf, t);
-        if (index != std::string::npos) {
-          std::string head = buf.substr(0, index);
-          buf.erase(0, index + t.size());
-          reconstructed += head;
-          reconstructed += t;
-          if (!head.empty()) collect(std::move(head));
-          found();
-        } else {
-          size_t p = ref_prefix_at_end(buf, t);
-          if (p == 0) {
-            reconstructed += buf;
-            collect(std::exchange(buf, {}));
-          } else if (p < buf.size()) {
-            std::string head = buf.substr(0, buf.size() - p);
-            buf.erase(0, buf.size() - p);
-            reconstructed += head;
-            collect(std::move(head));
-            break;
-          } else {
-            break;
-          }
-        }
-      }
-    }
-    return out;
-  }
-
-  void discard() {
-    buf.clear();
-    incoming.clear();
-    stream.clear();
-    reconstructed.clear();
-  }
-
-  void check_reconstruction() const {
-    FUZZ_CHECK(reconstructed + buf == stream,
-               "collected + terminators + held back != bytes received: '" +
-                   printable(reconstructed) + "' + '" + printable(buf) +
-                   "' vs '" + printable(stream) + "'");
-  }
-};
 
 // --- The harness -------------------------------------------------------------
 
@@ -517,9 +358,10 @@ class Harness {
     FUZZ_CHECK(chat_->queued_entries() == 0 && chat_->queued_bytes() == 0,
                "discard_buffers() left output queued");
   }
-  void do_set_terminator(const RefTerm& t) {
+  void do_set_terminator(const RefTerminator& t) {
     chat_->set_terminator(t.to_terminator());
-    FUZZ_CHECK(same(t, chat_->get_terminator()), "set_terminator() not stored");
+    FUZZ_CHECK(t.matches(chat_->get_terminator()),
+               "set_terminator() not stored");
   }
 
   void apply(const Action& a) {
@@ -547,8 +389,8 @@ class Harness {
     }
   }
 
-  RefTerm read_term(Program& prog) {
-    RefTerm t;
+  RefTerminator read_term(Program& prog) {
+    RefTerminator t;
     switch (prog.byte() % 6) {
       case 0:
       case 1:
@@ -660,13 +502,13 @@ class Harness {
                        std::deque<Action>& model_script,
                        std::deque<Action>& model_collect_script) {
     std::vector<Event> want =
-        model_.process(chunk, model_script, model_collect_script);
+        predict(chunk, model_script, model_collect_script);
     if (trace()) {
       std::fprintf(stderr, "%s '%s' ->%s\n", how, printable(chunk).c_str(),
                    describe(events_).c_str());
     }
     FUZZ_CHECK(events_ == want, std::string(how) + " of '" + printable(chunk) +
-                                    "' (terminator " + model_.term.describe() +
+                                    "' (terminator " + describe(model_.term) +
                                     " after):\n  got: " + describe(events_) +
                                     "\n  want:" + describe(want));
     FUZZ_CHECK(script_.size() == model_script.size() &&
@@ -676,11 +518,43 @@ class Harness {
       FUZZ_CHECK(!chat_->connected(), "still connected after the error");
       return;
     }
-    FUZZ_CHECK(same(model_.term, chat_->get_terminator()),
+    FUZZ_CHECK(model_.term.matches(chat_->get_terminator()),
                "terminator after the read is " +
                    describe(chat_->get_terminator()) + ", the model says " +
-                   model_.term.describe());
-    model_.check_reconstruction();
+                   describe(model_.term));
+    FUZZ_CHECK(model_.reconstructs(),
+               "collected + terminators + held back != bytes received: '" +
+                   printable(model_.reconstructed) + "' + '" +
+                   printable(model_.buf) + "' vs '" + printable(model_.stream) +
+                   "'");
+  }
+
+  // The model's callbacks for one read (or feed) of `chunk`; they take
+  // actions from the front of `on_found` and `on_collect` (the model's own
+  // copies of the scripts).
+  std::vector<Event> predict(std::string_view chunk,
+                             std::deque<Action>& on_found,
+                             std::deque<Action>& on_collect) {
+    std::vector<Event> out;
+    auto act = [&](std::deque<Action>& script) {
+      if (script.empty()) return;
+      Action a = std::move(script.front());
+      script.pop_front();
+      if (a.kind == Action::kSetTerm) model_.term = a.term;
+      if (a.kind == Action::kDiscard) model_.discard();
+    };
+    const bool ok = model_.process(
+        chunk,
+        [&](const std::string& data) {
+          out.push_back({Event::kCollect, data});
+          act(on_collect);
+        },
+        [&](std::string record) {
+          out.push_back({Event::kTerminator, std::move(record)});
+          act(on_found);
+        });
+    if (!ok) out.push_back({Event::kError, "unset"});
+    return out;
   }
 
   size_t in_limit() const {
@@ -759,7 +633,7 @@ class Harness {
   asyncore::Socket peer_;
   std::unique_ptr<FuzzChat> chat_;
 
-  RefInput model_;
+  asynchat_testing::ReferenceSplitter model_;
   std::deque<Action> script_;          // found_terminator()'s actions
   std::deque<Action> collect_script_;  // collect_incoming_data()'s actions
   std::vector<Event> events_;          // callbacks seen during one read
@@ -815,7 +689,7 @@ void Harness::run(Program& prog) {
     const uint8_t op = prog.byte() % kOpCount;
     switch (op) {
       case kOpSetTerm: {
-        RefTerm t = read_term(prog);
+        RefTerminator t = read_term(prog);
         model_.term = t;
         do_set_terminator(t);
         break;
@@ -835,7 +709,7 @@ void Harness::run(Program& prog) {
         break;
       }
       case kOpSetBigCount: {
-        RefTerm t;
+        RefTerminator t;
         t.kind = asynchat::Terminator::Kind::kCount;
         t.count = prog.u64();
         model_.term = t;
