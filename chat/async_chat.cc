@@ -74,12 +74,10 @@ void AsyncChat::handle_read() {
 
 void AsyncChat::process_input() {
   // Callbacks may change the terminator, discard the buffers or close the
-  // channel: nothing computed before a callback is trusted after it. Once a
-  // registered channel is closed (a send inside push() failed, say), the
-  // rest of the input is dropped, not handed to a closed channel (spec D1;
-  // Python would go on calling back).
-  const uint64_t registration = this->registration();
-  while (!input().empty() && this->registration() == registration) {
+  // channel: nothing computed before a callback is trusted after it. A
+  // callback that closes the channel still gets the rest of the records of
+  // this read (spec S23, as Python).
+  while (!input().empty()) {
     const Terminator& t = get_terminator();
     if (!t.is_set()) {
       throw std::logic_error(

@@ -315,7 +315,10 @@ class HttpHandler : public asynchat::AsyncChat {
   void collect_incoming_data(std::string_view data) override {
     switch (state_) {
       case State::kHead:
-        if (head_.empty() && config_->idle_timeout > 0) {
+        // (Records buffered behind one that closed the connection still
+        // arrive, spec S23: no timer for a closed channel.)
+        if (head_.empty() && config_->idle_timeout > 0 &&
+            registered_map() != nullptr) {
           head_timer_ = registered_map()->call_later(
               config_->idle_timeout,
               [this] { fail(408, "request head not received in time\n"); });
