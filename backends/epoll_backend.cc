@@ -111,7 +111,7 @@ class EpollBackend final : public Backend {
     int n;
     for (;;) {
       n = ::epoll_wait(epfd_, buffer_.data(), static_cast<int>(buffer_.size()),
-                       internal::Deadline::to_millis(deadline.remaining()));
+                       internal::Deadline::to_millis(deadline.next()));
       if (n >= 0) break;
       if (errno != EINTR)
         internal::throw_errno(errno, "epoll backend: epoll_wait()");

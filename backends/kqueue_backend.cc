@@ -77,7 +77,7 @@ class KqueueBackend final : public Backend {
     internal::Deadline deadline(timeout, features().timeout_resolution);
     int n;
     for (;;) {
-      Timeout left = deadline.remaining();
+      Timeout left = deadline.next();
       timespec ts{};
       if (left) ts = internal::Deadline::to_timespec(*left);
       n = ::kevent(kq_, changes_.data(), static_cast<int>(changes_.size()),

@@ -48,7 +48,7 @@ class PollBackend final : public Backend {
     internal::Deadline deadline(timeout, features().timeout_resolution);
     for (;;) {
       int n = ::poll(fds_.data(), fds_.size(),
-                     internal::Deadline::to_millis(deadline.remaining()));
+                     internal::Deadline::to_millis(deadline.next()));
       if (n < 0) {
         if (errno == EINTR) continue;
         internal::throw_errno(errno, "poll backend: poll()");

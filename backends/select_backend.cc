@@ -83,7 +83,7 @@ class SelectBackend final : public Backend {
         FD_CLR(fd, &e);
       }
       // After reporting closed fds, only look at the others, without blocking.
-      Timeout left = closed.empty() ? deadline.remaining()
+      Timeout left = closed.empty() ? deadline.next()
                                     : Timeout(std::chrono::nanoseconds(0));
       timeval tv{};
       if (left) tv = internal::Deadline::to_timeval(*left);

@@ -281,6 +281,10 @@ void ChannelMap::release_closed() {
   }
 }
 
+ChannelMap::Stats ChannelMap::stats() const {
+  return Stats{waits_, posted_->wakeups_written()};
+}
+
 bool ChannelMap::alive() const {
   return size_ > 0 || timers_.keep_alive_count() > 0 || posted_->has_work();
 }
@@ -296,16 +300,10 @@ void ChannelMap::poll_once(Timeout timeout) {
     ChannelMap* map;
   } depth(this);
 
-  // 1. Posted.
-  if (posted_->has_work()) {
-    posted_->run();
-    if (!alive()) return;  // nothing left to wait for (a drain, say)
-  }
-
-  // 2. Interest.
+  // 1. Interest.
   update_interest();
 
-  // 3. Wait. The ready list is swapped out so a nested loop in a handler
+  // 2. Wait. The ready list is swapped out so a nested loop in a handler
   // gets its own.
   std::vector<ReadyEvent> ready;
   ready.swap(ready_);
@@ -314,9 +312,12 @@ void ChannelMap::poll_once(Timeout timeout) {
   wait(timeout, &ready);
   const uint64_t wait_number = ++waits_;
 
-  // 4. Dispatch.
+  // 3. Dispatch.
   dispatch(ready, wait_serial, wait_number);
   ready.swap(ready_);
+
+  // 4. Posted.
+  if (posted_->has_work()) posted_->run();
 
   // 5. Timers.
   if (!timers_.empty()) run_timers();

@@ -6,19 +6,21 @@
 //
 // One iteration (poll_once), in this order (libuv documents its phases the
 // same way):
-//  1. Posted: callbacks post()ed so far, in posting order.
-//  2. Interest: ask readable()/writable() of every channel that does not
+//  1. Interest: ask readable()/writable() of every channel that does not
 //     declare its interest, add the declared channels that changed, and hand
 //     only the differences to the backend.
-//  3. Wait: the backend waits until an fd is ready, the loop's timeout, or
+//  2. Wait: the backend waits until an fd is ready, the loop's timeout, or
 //     the nearest timer's deadline, whichever comes first; not at all while
 //     posted callbacks wait.
-//  4. Dispatch: readwrite() per ready fd, skipping fds whose channel was
+//  3. Dispatch: readwrite() per ready fd, skipping fds whose channel was
 //     closed, replaced or newly registered since the wait (spec D1/C5);
-//     post() wake-ups and signal handlers (on_signal) run here too.
+//     signal handlers (on_signal) run here too.
+//  4. Posted: the callbacks post()ed before this phase began, in posting
+//     order (the wait ended at once for them).
 //  5. Timers: the timers due by now, in deadline order, equal deadlines in
 //     scheduling order (a timer scheduled here waits for the next iteration).
 //  6. Reap: drop the references to channels closed during the iteration.
+// So an iteration that waited for a timer or a post also runs it.
 //
 // Threads: a map and its channels belong to the thread that runs its loop;
 // only post() may be called from other threads (the map must outlive them).
@@ -115,6 +117,13 @@ class ChannelMap {
   // drain timers excepted), or a posted callback still to run. Watched
   // signals alone do not.
   bool alive() const;
+
+  // Counters for tests and benchmarks.
+  struct Stats {
+    uint64_t waits;    // backend waits (one system call each)
+    uint64_t wakeups;  // post() wake-ups written (one system call each)
+  };
+  Stats stats() const;
 
   // --- Timers (the loop's thread) -----------------------------------------
   // fn runs once, `delay` (or `seconds`) from now, never earlier: measured

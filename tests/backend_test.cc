@@ -891,6 +891,18 @@ TEST(KqueueLogicTest, AppendsAfterExistingEventsWithoutMergingIntoThem) {
 using asyncore::internal::Deadline;
 constexpr nanoseconds kMs = milliseconds(1);
 
+// The first wait gets the truncated timeout itself, later ones (after
+// EINTR) what is left of it.
+TEST(DeadlineTest, FirstWaitIsTheWholeTruncatedTimeout) {
+  Deadline d(std::chrono::microseconds(5900), kMs);
+  EXPECT_EQ(d.next(), Timeout(milliseconds(5)));
+  const Timeout again = d.next();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_LE(*again, milliseconds(5));
+  Deadline forever(std::nullopt, kMs);
+  EXPECT_FALSE(forever.next().has_value());
+}
+
 // Spec D5, for every backend in one place: the timeout is truncated to the
 // backend's resolution before the wait starts.
 TEST(DeadlineTest, TruncatesToTheResolution) {

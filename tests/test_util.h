@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -221,6 +222,11 @@ class MapTestWithParam : public ::testing::TestWithParam<Param> {
   template <class P>
   static const std::string& backend_of(const P& param) {
     return param.backend;
+  }
+  template <class... Rest>
+  static const std::string& backend_of(
+      const std::tuple<std::string, Rest...>& param) {
+    return std::get<0>(param);
   }
 
   std::optional<asyncore::ChannelMap> map_;

@@ -20,8 +20,21 @@ class Deadline {
   // `timeout` truncated to a multiple of `resolution` (Features).
   Deadline(Timeout timeout, std::chrono::nanoseconds resolution)
       : forever_(!timeout.has_value()),
-        end_(forever_ ? Clock::time_point::max()
-                      : Clock::now() + truncate(clamp(*timeout), resolution)) {}
+        first_(forever_ ? std::chrono::nanoseconds(0)
+                        : truncate(clamp(*timeout), resolution)),
+        end_(forever_ ? Clock::time_point::max() : Clock::now() + first_) {}
+
+  // What to wait for now: the truncated timeout itself the first time (so a
+  // caller's whole milliseconds are not cut by the time spent since), what
+  // is left of it after an EINTR.
+  Timeout next() {
+    if (forever_) return std::nullopt;
+    if (!started_) {
+      started_ = true;
+      return first_;
+    }
+    return remaining();
+  }
 
   // What is left, never negative; nullopt when waiting forever.
   Timeout remaining() const {
@@ -69,6 +82,8 @@ class Deadline {
   }
 
   bool forever_;
+  bool started_ = false;
+  std::chrono::nanoseconds first_;
   Clock::time_point end_;
 };
 

@@ -50,6 +50,7 @@ void PostQueue::post(std::function<void()> fn) {
     const char one = 1;
 #endif
     // EAGAIN (a full pipe) means a wake-up is pending already.
+    wakeups_.fetch_add(1, std::memory_order_relaxed);
     ssize_t n;
     do {
       n = ::write(write_fd_, &one, sizeof one);

@@ -14,6 +14,7 @@
 #define ASYNCOREPP_CORE_INTERNAL_POST_QUEUE_H_
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <vector>
@@ -47,6 +48,10 @@ class PostQueue {
   // Runs what was posted before this call (callbacks posted meanwhile wait
   // for the next call). An exception leaves the rest queued for the next.
   void run();
+  // Wake-ups written so far (each is one system call).
+  uint64_t wakeups_written() const {
+    return wakeups_.load(std::memory_order_relaxed);
+  }
 
  private:
   std::mutex mutex_;
@@ -56,6 +61,7 @@ class PostQueue {
   std::atomic<bool> pending_{false};
   std::atomic<bool> waiting_{false};
   std::atomic<bool> woken_{false};  // a wake-up is written and not consumed
+  std::atomic<uint64_t> wakeups_{0};
   int read_fd_ = -1;
   int write_fd_ = -1;  // == read_fd_ for an eventfd
 };
