@@ -257,7 +257,7 @@ size_t Dispatcher::send_vectored(const struct iovec* iov, int count) {
 
 size_t Dispatcher::sent_or_closed(ssize_t n) {
   if (n >= 0) {
-    if (n > 0) note_activity();
+    if (n > 0) note_activity(/*sent=*/true);
     return static_cast<size_t>(n);
   }
   int err = errno;
@@ -272,7 +272,7 @@ size_t Dispatcher::sent_or_closed(ssize_t n) {
 size_t Dispatcher::recv_into(void* buf, size_t max) {
   ssize_t n = socket_.recv_some(buf, max);
   if (n > 0) {
-    note_activity();
+    note_activity(/*sent=*/false);
     return static_cast<size_t>(n);
   }
   if (n == 0) {  // EOF: the peer closed, or shut down its sending side
@@ -413,7 +413,7 @@ void Dispatcher::handle_drain() { handle_close(); }
 
 void Dispatcher::handle_idle_timeout() { handle_close(); }
 
-void Dispatcher::set_idle_timeout(double seconds) {
+void Dispatcher::set_idle_timeout(double seconds, IdleMeasure measure) {
   if (!(seconds > 0)) {
     if (idle_) idle_->timer.cancel();
     idle_.reset();
@@ -423,11 +423,14 @@ void Dispatcher::set_idle_timeout(double seconds) {
   idle_->timeout = std::chrono::duration_cast<Duration>(
       std::chrono::duration<double>(std::min(seconds, 1e9)));
   idle_->last = Clock::now();
+  idle_->count_sends = measure == IdleMeasure::kTraffic;
   arm_idle_timer();
 }
 
-void Dispatcher::note_activity() {
-  if (idle_ && registered_in_ != nullptr) idle_->last = registered_in_->now();
+void Dispatcher::note_activity(bool sent) {
+  if (idle_ && registered_in_ != nullptr && (!sent || idle_->count_sends)) {
+    idle_->last = registered_in_->now();
+  }
 }
 
 void Dispatcher::arm_idle_timer() {

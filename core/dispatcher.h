@@ -153,14 +153,17 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   virtual bool writable();
 
   // --- Idle timeout --------------------------------------------------------
-  // Once `seconds` pass with no byte received or sent through this
-  // channel's recv()/send() calls (and their variants), handle_idle_timeout()
-  // runs; 0 turns it off. A read or write costs no system call and no timer
-  // operation (it stamps the loop's clock, read once per iteration); the
-  // timer checks the stamp when it fires and re-arms for the rest. The timer
-  // lives in the map the channel is registered in and does not keep loop()
-  // running.
-  void set_idle_timeout(double seconds);
+  // Once `seconds` pass with no activity through this channel's
+  // recv()/send() calls (and their variants), handle_idle_timeout() runs; 0
+  // turns it off. Activity is bytes received (kInput: a chat member who only
+  // listens is idle) or bytes either way (kTraffic: a long download is not).
+  // A read or write costs no system call and no timer operation (it stamps
+  // the loop's clock, read once per iteration); the timer checks the stamp
+  // when it fires and re-arms for the rest. The timer lives in the map the
+  // channel is registered in and does not keep loop() running.
+  enum class IdleMeasure { kInput, kTraffic };
+  void set_idle_timeout(double seconds,
+                        IdleMeasure measure = IdleMeasure::kInput);
   // Default: handle_close().
   virtual void handle_idle_timeout();
 
@@ -248,14 +251,15 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
     if (idle_) idle_->timer.cancel();
   }
   // Bytes moved: what set_idle_timeout() measures.
-  void note_activity();
+  void note_activity(bool sent);
   void arm_idle_timer();
   void check_idle();
 
   struct Idle {
     Duration timeout;
-    TimePoint last;  // the last byte moved
+    TimePoint last;  // the last byte that counts
     TimerHandle timer;
+    bool count_sends;
   };
   // asyncore's send() result rules applied to a send syscall's return value.
   size_t sent_or_closed(ssize_t n);

@@ -66,9 +66,9 @@ using http::iequals;
 using http::Request;
 using http::Target;
 constexpr uint64_t kDefaultMaxBody = 1 << 20;
-// --idle-timeout: a connection that moves no byte this long is closed, and
-// a request head must arrive whole this long after its first byte (a
-// slowloris client sending one byte every few seconds is never idle).
+// --idle-timeout: a connection that moves no byte either way this long is
+// closed, and a request head must arrive whole this long after its first
+// byte (a slowloris client sending one byte every few seconds is never idle).
 constexpr double kDefaultIdleTimeout = 30;
 // How long a closing connection waits for the client's FIN (see
 // handle_close) before closing anyway.
@@ -309,7 +309,8 @@ class HttpHandler : public asynchat::AsyncChat {
     const int on = 1;
     ::setsockopt(socket().fileno(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     set_output_limit(kMaxQueued, kMaxQueued / 4);
-    set_idle_timeout(config_->idle_timeout);
+    // A response being downloaded is activity too.
+    set_idle_timeout(config_->idle_timeout, IdleMeasure::kTraffic);
   }
 
   void collect_incoming_data(std::string_view data) override {

@@ -602,6 +602,32 @@ TEST_P(ReactorTest, IdleTimeoutCountsActivity) {
   // The timer is not rescheduled per read: one pending timer throughout.
 }
 
+// Bytes sent count only when asked to: a channel that only talks is idle
+// for kInput (a chat member who never writes), busy for kTraffic (a
+// download in progress).
+TEST_P(ReactorTest, IdleTimeoutMeasuresInputOrTraffic) {
+  for (auto measure : {asyncore::Dispatcher::IdleMeasure::kInput,
+                       asyncore::Dispatcher::IdleMeasure::kTraffic}) {
+    auto [peer, sock] = tcp_pair();
+    auto ch = make<Quiet>(std::move(sock), &map());
+    ch->set_idle_timeout(0.2, measure);
+    TimerHandle talker = map().call_every(milliseconds(20), [&] {
+      ch->send("y");
+      read_available(peer);
+    });
+    loop_until(
+        map(), [&] { return ch->timeouts > 0; }, 100000, 1.0,
+        milliseconds(500));
+    talker.cancel();
+    if (measure == asyncore::Dispatcher::IdleMeasure::kInput) {
+      EXPECT_EQ(ch->timeouts, 1) << "sending kept a kInput channel alive";
+    } else {
+      EXPECT_EQ(ch->timeouts, 0) << "sending did not count for kTraffic";
+      ch->close();
+    }
+  }
+}
+
 // The idle timer does not keep loop() running: the channel does.
 TEST_P(ReactorTest, IdleTimerDoesNotKeepTheLoopAlive) {
   auto [peer, sock] = tcp_pair();
