@@ -1,4 +1,4 @@
-"""Counts passed and failed test cases in the test.xml files under a dir.
+"""Counts passed and failed test cases in the test.xml files under dirs.
 
 Prints "PASSED FAILED". A test.xml written by GoogleTest lists its cases; one
 written by Bazel for another kind of test has a single case whose outcome is
@@ -9,9 +9,9 @@ import sys
 import xml.etree.ElementTree as ET
 
 
-def main(root):
+def main(roots):
     passed = failed = 0
-    for dirpath, _, files in os.walk(root):
+    for dirpath, _, files in (w for root in roots for w in os.walk(root)):
         if "test.xml" not in files:
             continue
         try:
@@ -30,4 +30,4 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "bazel-testlogs")
+    main(sys.argv[1:] or ["bazel-testlogs"])

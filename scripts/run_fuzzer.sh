@@ -29,7 +29,8 @@ case "$target" in
     # The whole library (kqueue_backend.cc compiles to nothing where
     # <sys/event.h> is missing, as in Bazel).
     sources=(chat/fuzz/async_chat_fuzzer.cc)
-    for f in backends/*.cc backends/internal/*.cc core/*.cc chat/*.cc; do
+    for f in backends/*.cc backends/internal/*.cc core/*.cc core/internal/*.cc \
+             chat/*.cc; do
       [[ "$f" == *_test.cc ]] || sources+=("$f")
     done
     cp chat/fuzz/corpus/* "$work/corpus/"

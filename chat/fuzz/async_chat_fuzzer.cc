@@ -788,10 +788,27 @@ void Harness::run(Program& prog) {
         FUZZ_CHECK(::shutdown(peer_.fileno(), SHUT_WR) == 0, "shutdown failed");
         eof_ = true;
         // Whatever is still unread arrives first, then the EOF.
-        while (chat_->connected()) {
+        while (chat_->connected() && !chat_->reading_stopped()) {
           const bool last = pending_in() == 0;
           read_once();
           if (last) break;
+        }
+        // Graceful close (drain_on_eof): output queued at the EOF is sent,
+        // one write event at a time, before the channel closes; nothing
+        // queued before a close marker may be lost.
+        if (chat_->connected()) {
+          FUZZ_CHECK(chat_->reading_stopped(),
+                     "EOF left the channel open without draining it");
+          for (int i = 0; i < 1000000 && chat_->connected(); ++i) {
+            one_send([&] { asyncore::write(*chat_); });
+          }
+          if (!error_closed_) {
+            drain_peer();
+            FUZZ_CHECK(received_ == due(), "the drain after EOF delivered '" +
+                                               printable(received_) +
+                                               "', not '" + printable(due()) +
+                                               "'");
+          }
         }
         FUZZ_CHECK(!chat_->connected(), "EOF did not close the channel");
         FUZZ_CHECK(chat_->close_calls >= 1 || error_closed_,

@@ -1,7 +1,8 @@
 // Runs LLVMFuzzerTestOneInput once on every file given (directories are
 // walked recursively), so the fuzz target's seed corpus is a regression test
-// under any compiler: //chat:async_chat_fuzz_replay. Fails when no input is
-// found, so a broken corpus path does not pass silently.
+// under any compiler (//chat:async_chat_fuzz_replay,
+// //examples:http_request_fuzz_replay). Fails when no input is found, so a
+// broken corpus path does not pass silently.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
