@@ -1,5 +1,6 @@
 #include "core/timer_queue.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace asyncore {
@@ -62,6 +63,7 @@ TimerHandle TimerQueue::schedule(TimePoint when, Duration interval,
   if (free_.empty()) {
     id = static_cast<uint32_t>(nodes_.size());
     nodes_.emplace_back();
+    slots_.emplace_back();
   } else {
     id = free_.back();
     free_.pop_back();
@@ -70,20 +72,25 @@ TimerHandle TimerQueue::schedule(TimePoint when, Duration interval,
   n.fn = std::move(fn);
   n.interval = interval.count() > 0 ? interval : Duration::zero();
   n.keep_alive = keep_alive;
-  n.cancelled = false;
   if (keep_alive) ++keep_alive_;
-  push(Entry{when.time_since_epoch().count(), next_seq_++, id});
-  return TimerHandle(anchor_, id, n.gen);
+  const Entry e{when.time_since_epoch().count(), next_seq(), id};
+  if (running_ && e.when <= run_now_) {
+    // Due already, but scheduled by a callback: waits for the next run, so
+    // that a timer re-arming itself at "now" cannot starve the loop.
+    slots_[id].heap_pos = kDeferred;
+    deferred_.emplace_back(e, slots_[id].gen);
+  } else {
+    push(e);
+  }
+  return TimerHandle(anchor_, id, slots_[id].gen);
 }
 
-void TimerQueue::push(Entry e) {
+__attribute__((always_inline)) inline void TimerQueue::push(Entry e) {
   heap_.push_back(e);
-  const auto pos = static_cast<uint32_t>(heap_.size() - 1);
-  nodes_[e.node].heap_pos = pos;
-  sift_up(pos);
+  sift_up(static_cast<uint32_t>(heap_.size() - 1));
 }
 
-void TimerQueue::sift_up(uint32_t pos) {
+__attribute__((always_inline)) inline void TimerQueue::sift_up(uint32_t pos) {
   const Entry e = heap_[pos];
   while (pos > 0) {
     const uint32_t parent = (pos - 1) / 4;
@@ -101,9 +108,15 @@ void TimerQueue::sift_down(uint32_t pos) {
     const uint32_t first = 4 * pos + 1;
     if (first >= size) break;
     uint32_t best = first;
-    const uint32_t last = first + 4 < size ? first + 4 : size;
-    for (uint32_t c = first + 1; c < last; ++c) {
-      if (before(heap_[c], heap_[best])) best = c;
+    if (first + 3 < size) {  // all four children: libev's fast path
+      const Entry* h = heap_.data();
+      if (before(h[first + 1], h[best])) best = first + 1;
+      if (before(h[first + 2], h[best])) best = first + 2;
+      if (before(h[first + 3], h[best])) best = first + 3;
+    } else {
+      for (uint32_t c = first + 1; c < size; ++c) {
+        if (before(heap_[c], heap_[best])) best = c;
+      }
     }
     if (!before(heap_[best], e)) break;
     place(pos, heap_[best]);
@@ -126,9 +139,10 @@ void TimerQueue::remove_at(uint32_t pos) {
 
 void TimerQueue::free_node(uint32_t id) {
   Node& n = nodes_[id];
-  if (n.keep_alive && !n.cancelled) --keep_alive_;
-  n.heap_pos = kFree;
-  ++n.gen;  // handles to it go stale
+  Slot& s = slots_[id];
+  if (n.keep_alive && s.heap_pos != kFiringCancelled) --keep_alive_;
+  s.heap_pos = kFree;
+  ++s.gen;  // handles to it go stale
   free_.push_back(id);
   // Last: the callback's captures may run user code that schedules or
   // cancels timers, and the queue is consistent again by now.
@@ -137,32 +151,71 @@ void TimerQueue::free_node(uint32_t id) {
 }
 
 bool TimerQueue::active(uint32_t id, uint32_t gen) const {
-  if (id >= nodes_.size()) return false;
-  const Node& n = nodes_[id];
-  return n.gen == gen && n.heap_pos != kFree && !n.cancelled;
+  if (id >= slots_.size()) return false;
+  const Slot& s = slots_[id];
+  return s.gen == gen && s.heap_pos != kFree && s.heap_pos != kFiringCancelled;
 }
 
 void TimerQueue::cancel(uint32_t id, uint32_t gen) {
   if (!active(id, gen)) return;
-  Node& n = nodes_[id];
-  if (n.heap_pos == kFiring) {
+  // free_node() reads it: start that miss now, beside the heap's.
+  __builtin_prefetch(&nodes_[id], 1);
+  Slot& s = slots_[id];
+  if (s.heap_pos == kFiring) {
     // Inside its own callback (or one it called): run_due frees it after.
-    n.cancelled = true;
-    if (n.keep_alive) --keep_alive_;
+    s.heap_pos = kFiringCancelled;
+    if (nodes_[id].keep_alive) --keep_alive_;
     return;
   }
-  remove_at(n.heap_pos);
-  free_node(id);
+  if (s.heap_pos != kDeferred) remove_at(s.heap_pos);
+  free_node(id);  // a deferred entry goes stale with the generation
+}
+
+uint32_t TimerQueue::next_seq() {
+  if (next_seq_ == UINT32_MAX) renumber();
+  return next_seq_++;
+}
+
+void TimerQueue::renumber() {
+  // (seq, where): where < heap size is a heap position, else deferred_.
+  std::vector<std::pair<uint32_t, size_t>> order;
+  order.reserve(heap_.size() + deferred_.size());
+  for (size_t i = 0; i < heap_.size(); ++i) order.emplace_back(heap_[i].seq, i);
+  for (size_t i = 0; i < deferred_.size(); ++i) {
+    order.emplace_back(deferred_[i].first.seq, heap_.size() + i);
+  }
+  std::sort(order.begin(), order.end());
+  for (size_t rank = 0; rank < order.size(); ++rank) {
+    const size_t where = order[rank].second;
+    Entry& e = where < heap_.size() ? heap_[where]
+                                    : deferred_[where - heap_.size()].first;
+    e.seq = static_cast<uint32_t>(rank);
+  }
+  next_seq_ = static_cast<uint32_t>(order.size());
 }
 
 size_t TimerQueue::run_due(TimePoint now) {
   const Duration::rep now_rep = now.time_since_epoch().count();
-  const uint64_t cutoff = next_seq_;
+  running_ = true;
+  run_now_ = now_rep;
+  // Ends the run even when a callback throws: the deferred timers join the
+  // heap.
+  struct EndRun {
+    TimerQueue* q;
+    ~EndRun() {
+      q->running_ = false;
+      for (const auto& [e, gen] : q->deferred_) {
+        const Slot& s = q->slots_[e.node];
+        if (s.gen == gen && s.heap_pos == kDeferred) q->push(e);
+      }
+      q->deferred_.clear();
+    }
+  } end_run{this};
   size_t ran = 0;
-  while (!heap_.empty() && heap_[0].when <= now_rep && heap_[0].seq < cutoff) {
+  while (!heap_.empty() && heap_[0].when <= now_rep) {
     const Entry due = heap_[0];
     remove_at(0);
-    nodes_[due.node].heap_pos = kFiring;
+    slots_[due.node].heap_pos = kFiring;
     ++ran;
     // Rescheduled or freed even when the callback throws (ExitNow out of
     // loop(), say): the exception goes on, the queue stays whole.
@@ -170,18 +223,25 @@ size_t TimerQueue::run_due(TimePoint now) {
       TimerQueue* q;
       const Entry& due;
       Duration::rep now_rep;
+      std::function<void()>& fn;
       ~Finish() {
-        Node& n = q->nodes_[due.node];  // stable: nodes_ is a deque
-        if (n.interval.count() > 0 && !n.cancelled) {
+        Node& n = q->nodes_[due.node];  // re-indexed: may have moved
+        if (n.interval.count() > 0 &&
+            q->slots_[due.node].heap_pos != kFiringCancelled) {
+          n.fn = std::move(fn);
           Duration::rep next = due.when + n.interval.count();
           if (next <= now_rep) next = now_rep + n.interval.count();
-          q->push(Entry{next, q->next_seq_++, due.node});
+          q->push(Entry{next, q->next_seq(), due.node});
         } else {
           q->free_node(due.node);
         }
       }
-    } finish{this, due, now_rep};
-    nodes_[due.node].fn();
+    };
+    // Moved out: a callback that schedules may reallocate nodes_. Declared
+    // before `finish`, so destroyed after free_node, as before.
+    std::function<void()> fn = std::move(nodes_[due.node].fn);
+    Finish finish{this, due, now_rep, fn};
+    fn();
   }
   return ran;
 }

@@ -25,7 +25,8 @@ declare -A job_packages=(
           curl:/usr/bin/curl
           wrk:/usr/bin/wrk
           chromium:/usr/bin/chromium"
-  [bench]="libbenchmark-dev:/usr/include/benchmark/benchmark.h"
+  [bench]="libbenchmark-dev:/usr/include/benchmark/benchmark.h
+           libev-dev:/usr/include/ev.h"
   [fuzz]="clang:/usr/bin/clang++
           libclang-rt-dev:/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a"
   [cmake]="cmake:/usr/bin/cmake

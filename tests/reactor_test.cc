@@ -177,6 +177,30 @@ TEST(TimerQueueTest, ThrowingCallbackLeavesTheQueueWhole) {
   EXPECT_TRUE(q.empty());
 }
 
+// Scheduling numbers are 32 bits: running out renumbers the pending timers
+// without changing their order, even in the middle of run_due().
+TEST(TimerQueueTest, SchedulingNumbersWrapWithoutReordering) {
+  TimerQueue q;
+  q.set_next_seq_for_testing(UINT32_MAX - 50);
+  std::vector<int> fired;
+  for (int i = 0; i < 100; ++i) {  // crosses the wrap: ties keep their order
+    q.schedule(at(10), Duration::zero(), [&fired, i] { fired.push_back(i); });
+  }
+  // A callback scheduling across the wrap during run_due still waits for
+  // the next run.
+  q.set_next_seq_for_testing(UINT32_MAX - 1);
+  q.schedule(at(5), Duration::zero(), [&] {
+    for (int i = 100; i < 103; ++i) {
+      q.schedule(at(0), Duration::zero(), [&fired, i] { fired.push_back(i); });
+    }
+  });
+  EXPECT_EQ(q.run_due(at(20)), 101u);
+  ASSERT_EQ(fired.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(fired[static_cast<size_t>(i)], i);
+  EXPECT_EQ(q.run_due(at(20)), 3u);
+  EXPECT_EQ(fired.back(), 102);
+}
+
 TEST(TimerQueueTest, HandlesOutliveTheQueue) {
   TimerHandle handle, copy;
   {
