@@ -86,15 +86,20 @@ class Client:
 @contextlib.contextmanager
 def alice_and_bob(port):
     """Two clients in the room, each past the join announcements it gets."""
-    alice, bob = Client(port, "alice"), Client(port, "bob")
+    # alice is in the room before bob connects: connections accepted in one
+    # burst may be read in any order.
+    alice = Client(port, "alice")
+    bob = None
     try:
         alice.expect("* alice joined")
+        bob = Client(port, "bob")
         alice.expect("* bob joined")
         bob.expect("* bob joined")
         yield alice, bob
     finally:
         alice.close()
-        bob.close()
+        if bob is not None:
+            bob.close()
 
 
 def sync(sender, receivers, tag):

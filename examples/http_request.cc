@@ -56,6 +56,14 @@ int hex_value(char c) {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
+bool is_standard_method(std::string_view method) {
+  for (std::string_view m : {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
+                             "OPTIONS", "TRACE", "PATCH"}) {
+    if (method == m) return true;
+  }
+  return false;
+}
+
 std::string ascii_lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = ascii_lower(c);
@@ -123,12 +131,18 @@ std::string_view reason_phrase(int status) {
       return "Method Not Allowed";
     case 408:
       return "Request Timeout";
+    case 414:
+      return "URI Too Long";
     case 411:
       return "Length Required";
     case 413:
       return "Content Too Large";
     case 431:
       return "Request Header Fields Too Large";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
     case 505:
       return "HTTP Version Not Supported";
     default:

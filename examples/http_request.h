@@ -73,6 +73,9 @@ bool iequals(std::string_view a, std::string_view b);
 std::string ascii_lower(std::string_view s);
 bool is_digit(char c);
 
+// The methods of RFC 9110 and RFC 5789 (PATCH); methods are case-sensitive.
+bool is_standard_method(std::string_view method);
+
 // "OK", "Not Found"... for the statuses the server sends.
 std::string_view reason_phrase(int status);
 

@@ -14,11 +14,14 @@
 // unless the request says "Connection: keep-alive"; "Connection: close" is
 // honoured in both. Errors: 400 a malformed request line, header or target;
 // 403 a path outside the root (after percent-decoding, once; symlinks that
-// lead out count too) or a non-regular file; 404; 405 another method; 411 a
-// POST without Content-Length (chunked request bodies are not supported);
-// 413 a body over --max-body; 431 a request head over 8 KiB; 505 an HTTP
-// major version other than 1 (HTTP/1.x with x > 1 is served as HTTP/1.1,
-// RFC 9110 section 6.2). Errors after which the input can no longer be split
+// lead out count too) or a non-regular file; 404; 405 another standard
+// method, 501 an unknown one; 408 a request head not received within
+// --idle-timeout; 411 a POST without Content-Length (chunked request bodies
+// are not supported); 413 a body over --max-body; 414 a request line over
+// 8 KiB, 431 a request head over 8 KiB; 503 a file that cannot be opened now
+// (out of descriptors); 505 an HTTP major version other than 1 (HTTP/1.x
+// with x > 1 is served as HTTP/1.1, RFC 9110 section 6.2). Errors after
+// which the input can no longer be split
 // into requests close the connection once the response is sent. A request
 // with "Expect: 100-continue" gets "100 Continue" before its body is read.
 //
@@ -249,21 +252,33 @@ Resource resolve(const fs::path& root, const Target& target) {
 // connection, the only way left to tell the client (nginx does the same).
 class FileProducer : public asynchat::Producer {
  public:
+  // `unavailable` is called (with the errno) when the file cannot be opened
+  // and returns the response to send instead (nothing was sent yet).
   FileProducer(std::string head, fs::path file, uint64_t length,
-               std::function<void()> abort)
+               std::function<void()> abort,
+               std::function<std::string(int)> unavailable)
       : head_(std::move(head)),
         file_(std::move(file)),
         remaining_(length),
-        abort_(std::move(abort)) {}
+        abort_(std::move(abort)),
+        unavailable_(std::move(unavailable)) {}
 
   std::string more() override {
-    std::string chunk = std::exchange(head_, {});
-    if (remaining_ == 0) return chunk;
-    if (!fd_.is_open()) {
+    if (!fd_.is_open() && remaining_ > 0 && !head_.empty()) {
       // O_NONBLOCK: a FIFO swapped in since the check must not block the loop.
       fd_ = asyncore::Socket(
           ::open(file_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+      if (!fd_.is_open()) {
+        // Out of descriptors (EMFILE) or gone: the head is not sent yet, so
+        // the client can still be told.
+        const int err = errno;
+        remaining_ = 0;
+        head_.clear();
+        return unavailable_(err);
+      }
     }
+    std::string chunk = std::exchange(head_, {});
+    if (remaining_ == 0) return chunk;
     const size_t start = chunk.size();
     chunk.resize(start + std::min<uint64_t>(kFileChunk, remaining_));
     ssize_t n = -1;
@@ -293,6 +308,7 @@ class FileProducer : public asynchat::Producer {
   uint64_t offset_ = 0;
   uint64_t remaining_;
   std::function<void()> abort_;
+  std::function<std::string(int)> unavailable_;
 };
 
 // --- The server -------------------------------------------------------------
@@ -325,7 +341,14 @@ class HttpHandler : public asynchat::AsyncChat {
               [this] { fail(408, "request head not received in time\n"); });
         }
         if (head_.size() + data.size() > http::kMaxHeadBytes) {
-          fail(431, "request header fields too large\n");
+          // The request line alone too long is 414 (RFC 9112 section 3).
+          const bool line_done = head_.find("\r\n") != std::string::npos ||
+                                 data.find("\r\n") != std::string_view::npos;
+          if (line_done) {
+            fail(431, "request header fields too large\n");
+          } else {
+            fail(414, "request target too long\n");
+          }
           return;
         }
         head_.append(data);
@@ -379,6 +402,15 @@ class HttpHandler : public asynchat::AsyncChat {
   ~HttpHandler() override {
     head_timer_.cancel();
     linger_timer_.cancel();
+  }
+
+  // Idle with half a request head: the answer is 408, as for a slow head.
+  void handle_idle_timeout() override {
+    if (state_ == State::kHead && !head_.empty()) {
+      fail(408, "request head not received in time\n");
+      return;
+    }
+    AsyncChat::handle_idle_timeout();
   }
 
   // A bug or an unexpected error (bad_alloc...) on one connection must not
@@ -440,6 +472,12 @@ class HttpHandler : public asynchat::AsyncChat {
   void respond() {
     const std::string& method = request_.method;
     if (method != "GET" && method != "HEAD" && method != "POST") {
+      // RFC 9110 section 15.5.6 / 15.6.2: a method this server knows of
+      // (but does not allow) is 405, an unknown one (methods are case
+      // sensitive: "get" too) is 501.
+      if (!http::is_standard_method(method)) {
+        return send_text(501, "method not implemented\n");
+      }
       return send_text(405, "method not allowed\n",
                        "Allow: GET, HEAD, POST\r\n");
     }
@@ -474,7 +512,10 @@ class HttpHandler : public asynchat::AsyncChat {
     } else {
       push_with_producer(std::make_unique<FileProducer>(
           std::move(head), resource.file, resource.size,
-          [this] { abort_response(); }));
+          [this] { abort_response(); },
+          [this, file = resource.file](int err) {
+            return file_unavailable(file, err);
+          }));
     }
     end_response();
   }
@@ -545,6 +586,21 @@ class HttpHandler : public asynchat::AsyncChat {
   // Called by a FileProducer that cannot deliver what its headers promised.
   // It runs inside AsyncChat::initiate_send(), which stops sending once the
   // channel is closed; the queue is left alone until the handler goes away.
+  // A complete 503 in place of a file that could not be opened (EMFILE...);
+  // the connection goes on (a close the request asked for is queued behind
+  // it already), so the pipelined responses after it stay in order.
+  std::string file_unavailable(const fs::path& file, int err) {
+    log_info("cannot open " + file.string() + ": " + asyncore::strerror(err) +
+                 "; answered 503",
+             "error");
+    const std::string text = "file temporarily unavailable\n";
+    return "HTTP/1.1 503 " + std::string(http::reason_phrase(503)) +
+           "\r\nDate: " + http_date() +
+           "\r\nServer: asyncore++\r\nContent-Type: text/plain; "
+           "charset=utf-8\r\nContent-Length: " +
+           std::to_string(text.size()) + "\r\nRetry-After: 1\r\n\r\n" + text;
+  }
+
   void abort_response() {
     log_info("file changed while being sent; closing connection", "error");
     stop_parsing();

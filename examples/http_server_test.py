@@ -5,7 +5,7 @@ Usage: http_server_test.py PATH_TO_HTTP_SERVER   (run by examples/py_test.sh)
 For every backend the binary offers (read from --help), serves a temporary
 directory (html, css, js, png, txt, a 5 MiB file, a subdirectory, symlinks
 leading out of the root) and checks it with curl and with raw sockets: files,
-HEAD, 404, 403 for every way out of the root, POST /echo, 411, 413, 431, 405,
+HEAD, 404, 403 for every way out of the root, POST /echo, 411, 413, 414, 431, 405, 501,
 505, 400, keep-alive, pipelining, a request split byte by byte, half-close,
 Connection: close, HTTP/1.0, a browser's request, back-pressure against a
 client that does not read; then wrk for 2 s if /usr/bin/wrk exists (SKIP
@@ -441,22 +441,25 @@ def test_header_too_large(site):
                                                for i in range(90)]))
         check_status(c.read_response(), 431, "90 headers of 100 bytes")
         c.expect_closed("after 431")
-    # A head with no end at all: 431 as soon as 8 KiB have arrived.
+    # A request line with no end at all: 414 as soon as 8 KiB have arrived.
     with Conn(site.port) as c:
         c.send(b"GET /" + b"a" * 9000)
-        check_status(c.read_response(), 431, "a 9000-byte request line without end")
-        c.expect_closed("after 431 (no end)")
+        check_status(c.read_response(), 414, "a 9000-byte request line without end")
+        c.expect_closed("after 414 (no end)")
     # Just under the limit is fine.
     resp = exchange(site.port, request("/index.html", headers=["X-Pad: " + "c" * 7900]))
     check_file_response(resp, *FILES["index.html"], "a 7.9 KiB header")
 
 
 def test_method_not_allowed(site):
-    for method in ["DELETE", "PUT", "OPTIONS", "PATCH", "get"]:
+    for method in ["DELETE", "PUT", "OPTIONS", "PATCH"]:
         resp = curl(site.port, "/index.html", "-X", method)
         check_status(resp, 405, method)
         check(resp.header("allow") == "GET, HEAD, POST", "%s: Allow %r"
               % (method, resp.header("allow")))
+    # Unknown methods (they are case-sensitive) are not implemented.
+    for method in ["get", "BREW"]:
+        check_status(curl(site.port, "/index.html", "-X", method), 501, method)
     # 405 keeps the connection, even when the request had a body.
     with Conn(site.port) as c:
         c.send(request("/x", method="DELETE", body=b"body") + request("/style.css"))

@@ -65,8 +65,10 @@ class TcpListener : public asyncore::Dispatcher {
   // SOMAXCONN: a burst of connects must not wait for SYN retransmissions.
   explicit TcpListener(const asyncore::Address& address,
                        int backlog = SOMAXCONN);
+  // Accepts up to kAcceptBurst pending connections per readiness event.
   void handle_accept() override;
   void handle_error() override;
+  static constexpr int kAcceptBurst = 64;
   // Connections accepted so far.
   long accepted() const { return accepted_; }
 

@@ -44,14 +44,14 @@ CASES = [
     ("version-9", get(version=b"HTTP/9.9"), [505]),
     ("method-delete", get(method=b"DELETE"), [405]),
     ("method-put", get(method=b"PUT"), [405]),
-    ("method-lowercase", get(method=b"get"), [405]),
+    ("method-lowercase", get(method=b"get"), [501]),  # case-sensitive
     ("method-connect", b"CONNECT test:443 HTTP/1.1\r\n" + HOST + b"\r\n", [405]),
     ("target-asterisk", get(target=b"*"), [400]),
     ("target-relative", get(target=b"index.html"), [400]),
     ("target-ftp", get(target=b"ftp://test/index.html"), [400]),
     ("target-control-byte", get(target=b"/a\x01b"), [400]),
     ("target-del-byte", get(target=b"/a\x7fb"), [400]),
-    ("target-huge", get(target=b"/" + b"a" * 9000), [431]),
+    ("target-huge", get(target=b"/" + b"a" * 9000), [414]),
     # --- header fields -----------------------------------------------------
     ("no-host-1.1", get(headers=b""), [400]),
     ("two-hosts", get(headers=HOST + HOST), [400]),
@@ -119,6 +119,7 @@ CASES = [
     ("binary-noise", bytes((i * 97 + 13) % 256 for i in range(300)) +
      b"\r\n\r\n", [400]),
     ("smtp", b"HELO example.com\r\nMAIL FROM:<a@b>\r\n\r\n", [400]),
+    ("unknown-method", get(method=b"BREW"), [501]),
     ("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", [505]),
     # --- pipelining: the bad one closes the connection -----------------------
     ("good-then-bad", get() + b"GET / HTTP/7.0\r\n" + HOST + b"\r\n", [200, 505]),
