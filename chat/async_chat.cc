@@ -214,36 +214,7 @@ void AsyncChat::handle_write() {
 
 void AsyncChat::handle_close() { close(); }
 
-void AsyncChat::handle_eof() {
-  if (!drain_on_eof || fifo_.empty()) {
-    handle_close();
-    return;
-  }
-  stop_reading();
-  close_when_done();
-}
-
-void AsyncChat::handle_drain() {
-  if (fifo_.empty()) {
-    handle_close();
-  } else {
-    close_when_done();
-  }
-}
-
-bool AsyncChat::readable() { return !limit_.paused(); }
-
 bool AsyncChat::writable() { return wants_write(); }
-
-void AsyncChat::set_output_limit(size_t high, size_t low) {
-  limit_.set(high, low);
-  queue_changed();
-}
-
-void AsyncChat::queue_changed() {
-  set_readable(!limit_.update(queued_memory()));
-  set_writable(wants_write());
-}
 
 void AsyncChat::initiate_send() {
   while (!fifo_.empty() && connected()) {

@@ -16,13 +16,11 @@
 // Linear time: consumed input and output are dropped by moving an offset,
 // never by copying the rest (see core/byte_buffer.h).
 //
-// Beyond Python, as DispatcherWithSend (both switchable): at the peer's EOF
-// with output queued, reading stops and the queue is sent before
-// handle_close() (drain_on_eof); and reading pauses while the output queue
-// holds more than a high-water mark of memory (set_output_limit). A write
-// event on a stream socket that is neither connected nor connecting (reset
-// before it was accepted) tries the send, whose error closes the channel,
-// where Python's async_chat would wait for ever.
+// Beyond Python: graceful close and back-pressure as DispatcherWithSend's
+// (core/buffered_dispatcher.h; the limit measures queued_memory()); and a
+// write event on a stream socket that is neither connected nor connecting
+// (reset before it was accepted) tries the send, whose error closes the
+// channel, where Python's async_chat would wait for ever.
 #ifndef ASYNCOREPP_CHAT_ASYNC_CHAT_H_
 #define ASYNCOREPP_CHAT_ASYNC_CHAT_H_
 
@@ -34,24 +32,20 @@
 
 #include "chat/producer.h"
 #include "chat/terminator.h"
+#include "core/buffered_dispatcher.h"
 #include "core/byte_buffer.h"
-#include "core/dispatcher.h"
-#include "core/output_limit.h"
 
 namespace asynchat {
 
-class AsyncChat : public asyncore::Dispatcher {
+class AsyncChat : public asyncore::BufferedDispatcher {
  public:
   static constexpr size_t kDefaultBufferSize = 65536;  // Python 3's value
 
-  using Dispatcher::Dispatcher;
+  using BufferedDispatcher::BufferedDispatcher;
 
   // Bytes read per handle_read(); bytes sent per write event at most.
   size_t ac_in_buffer_size = kDefaultBufferSize;
   size_t ac_out_buffer_size = kDefaultBufferSize;
-  // At the peer's EOF with output queued: true sends it before closing
-  // (as close_when_done() would), false closes at once, dropping it (Python).
-  bool drain_on_eof = true;
 
   // --- To override ---------------------------------------------------------
   // Receives message bytes as they arrive (never empty).
@@ -82,7 +76,7 @@ class AsyncChat : public asyncore::Dispatcher {
   // A byte string as a degenerate producer: the same as push().
   void push_with_producer(std::string data) { push(std::move(data)); }
   // Closes the channel once everything queued before this call is sent.
-  void close_when_done();
+  void close_when_done() override;
   // One send attempt from the head of the queue (see the class comment).
   void initiate_send();
   // Drops buffered input, collected data and queued output ("emergencies").
@@ -94,10 +88,6 @@ class AsyncChat : public asyncore::Dispatcher {
   size_t queued_memory() const {
     return queued_bytes_ + fifo_.size() * sizeof(Entry);
   }
-  // Reading pauses at `high` bytes of queued_memory() and resumes at `low`
-  // (defaults 1 MiB and 256 KiB; high == 0: no limit).
-  void set_output_limit(size_t high, size_t low);
-  const asyncore::OutputLimit& output_limit() const { return limit_; }
   // Bytes of memory held for unprocessed input (bounded while idle).
   size_t input_capacity() const { return in_.capacity(); }
   size_t queued_entries() const { return fifo_.size(); }
@@ -107,15 +97,15 @@ class AsyncChat : public asyncore::Dispatcher {
   void handle_write() override;
   // Closes at once, dropping queued output (Python).
   void handle_close() override;
-  void handle_eof() override;
-  // Sends what is queued (as close_when_done()), then handle_close().
-  void handle_drain() override;
-  // False while reading is paused by back-pressure (Python: always true).
-  bool readable() override;
   // Output queued, or not connected yet (to see the connect complete).
   bool writable() override;
 
  protected:
+  size_t queued_size() const override { return queued_memory(); }
+  bool output_queued() const override { return !fifo_.empty(); }
+  // Output queued, or not connected yet: writable() and the declared value.
+  bool wants_write() const override { return !fifo_.empty() || !connected(); }
+
   // Python's _collect_incoming_data / _get_data: an optional place to
   // accumulate a message.
   void append_incoming(std::string_view data) { incoming_.append(data); }
@@ -140,11 +130,6 @@ class AsyncChat : public asyncore::Dispatcher {
   void unborrow();
   // Sends queued buffers from the head; returns after one syscall.
   void send_gathered();
-  // Output queued, or not connected yet: writable() and the declared value.
-  bool wants_write() const { return !fifo_.empty() || !connected(); }
-  // After every change of the queue: back-pressure and the declared
-  // interest, kept equal to the predicates.
-  void queue_changed();
 
   Terminator terminator_;
   asyncore::ByteBuffer in_;
@@ -152,7 +137,6 @@ class AsyncChat : public asyncore::Dispatcher {
   std::string incoming_;
   std::deque<Entry> fifo_;
   size_t queued_bytes_ = 0;
-  asyncore::OutputLimit limit_;
 };
 
 }  // namespace asynchat

@@ -26,17 +26,7 @@ void DispatcherWithSend::initiate_send() {
 
 void DispatcherWithSend::close_when_done() {
   close_when_done_ = true;
-  set_writable(wants_write());  // the close happens at a write event
-}
-
-void DispatcherWithSend::set_output_limit(size_t high, size_t low) {
-  limit_.set(high, low);
-  set_readable(!limit_.update(pending()));
-}
-
-void DispatcherWithSend::queue_changed() {
-  set_readable(!limit_.update(pending()));
-  set_writable(wants_write());
+  queue_changed();  // the close happens at a write event
 }
 
 void DispatcherWithSend::handle_write() {
@@ -47,25 +37,6 @@ void DispatcherWithSend::handle_write() {
     handle_close();
   }
 }
-
-void DispatcherWithSend::handle_eof() {
-  if (!drain_on_eof || out_.empty()) {
-    handle_close();
-    return;
-  }
-  stop_reading();
-  close_when_done();
-}
-
-void DispatcherWithSend::handle_drain() {
-  if (out_.empty()) {
-    handle_close();
-  } else {
-    close_when_done();
-  }
-}
-
-bool DispatcherWithSend::readable() { return !limit_.paused(); }
 
 bool DispatcherWithSend::writable() { return wants_write(); }
 

@@ -14,10 +14,13 @@ harm, and that SIGTERM/SIGINT stop it with status 0. Then the flag errors.
 
 import collections
 import contextlib
+import fcntl
 import os
 import signal
 import socket
+import struct
 import sys
+import termios
 import time
 import warnings
 
@@ -344,12 +347,16 @@ def test_crowd(port):
 
 def test_slow_client(port):
     """A client that never reads: others are served; it is dropped at ~1 MiB."""
+    # One at a time: connections accepted in one burst may be read in any
+    # order, and each must hear the joins after its own.
     slow = Client(port, "slow", rcvbuf=4096)
-    alice = Client(port, "alice")
-    bob = Client(port, "bob")
+    alice = bob = None
     try:
-        bob.expect("* bob joined")
+        testlib.wait_until(lambda: pending_bytes(slow) > 0, "slow's join")
+        alice = Client(port, "alice")
         alice.expect("* alice joined")
+        bob = Client(port, "bob")
+        bob.expect("* bob joined")
         alice.expect("* bob joined")
         text = "." * 4000
         line_bytes = len("alice: 0000000 ") + len(text) + 1
@@ -391,7 +398,14 @@ def test_slow_client(port):
         sync(bob, [alice], "after slow")
     finally:
         for c in (slow, alice, bob):
-            c.close()
+            if c is not None:
+                c.close()
+
+
+def pending_bytes(client):
+    """Bytes waiting in the client's socket (FIONREAD), without reading."""
+    return struct.unpack("i", fcntl.ioctl(client.sock.fileno(), termios.FIONREAD,
+                                          b"\0\0\0\0"))[0]
 
 
 def test_dead_clients(port):
