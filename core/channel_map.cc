@@ -2,7 +2,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cmath>
 #include <system_error>
 #include <utility>
 
@@ -24,14 +23,6 @@ uint64_t next_registration() {
 
 uint64_t last_registration() {
   return g_registrations.load(std::memory_order_relaxed);
-}
-
-Duration seconds_to_duration(double seconds) {
-  if (!(seconds > 0)) return Duration::zero();  // also NaN
-  // Beyond a century is "never" (and would overflow the clock).
-  if (seconds > 100.0 * 365 * 24 * 3600) return Duration::max() / 2;
-  return std::chrono::duration_cast<Duration>(
-      std::chrono::duration<double>(seconds));
 }
 
 // `d` rounded up to a multiple of `unit`: a wait that ends a timer's delay
@@ -381,7 +372,7 @@ TimerHandle ChannelMap::call_later(Duration delay, std::function<void()> fn) {
 }
 
 TimerHandle ChannelMap::call_later(double seconds, std::function<void()> fn) {
-  return call_later(seconds_to_duration(seconds), std::move(fn));
+  return call_later(from_seconds(seconds), std::move(fn));
 }
 
 TimerHandle ChannelMap::call_at(TimePoint when, std::function<void()> fn) {
@@ -395,7 +386,7 @@ TimerHandle ChannelMap::call_every(Duration interval,
 }
 
 TimerHandle ChannelMap::call_every(double seconds, std::function<void()> fn) {
-  return call_every(seconds_to_duration(seconds), std::move(fn));
+  return call_every(from_seconds(seconds), std::move(fn));
 }
 
 void ChannelMap::post(std::function<void()> fn) {
@@ -459,7 +450,7 @@ void ChannelMap::drain(double seconds) {
     }
   }
   schedule(
-      Clock::now() + seconds_to_duration(seconds), Duration::zero(),
+      Clock::now() + from_seconds(seconds), Duration::zero(),
       [this] { close_all(/*ignore_all=*/true); }, /*keep_alive=*/false);
 }
 

@@ -420,8 +420,7 @@ void Dispatcher::set_idle_timeout(double seconds, IdleMeasure measure) {
     return;
   }
   if (!idle_) idle_ = std::make_unique<Idle>();
-  idle_->timeout = std::chrono::duration_cast<Duration>(
-      std::chrono::duration<double>(std::min(seconds, 1e9)));
+  idle_->timeout = from_seconds(seconds);
   idle_->last = Clock::now();
   idle_->count_sends = measure == IdleMeasure::kTraffic;
   arm_idle_timer();

@@ -1,17 +1,13 @@
 #include "core/loop.h"
 
 #include <chrono>
-#include <cmath>
 
 namespace asyncore {
 
 Timeout to_timeout(std::optional<double> seconds) {
-  if (!seconds) return std::nullopt;
-  if (!(*seconds > 0)) return std::chrono::nanoseconds(0);  // also NaN
-  // Beyond a year is "forever" (and would overflow 64-bit nanoseconds).
-  if (*seconds > 365.0 * 24 * 3600) return std::nullopt;
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-      std::chrono::duration<double>(*seconds));
+  // Beyond a year is "forever" for a wait (spec: huge timeouts block).
+  if (!seconds || *seconds > 365.0 * 24 * 3600) return std::nullopt;
+  return from_seconds(*seconds);
 }
 
 void loop(const LoopOptions& options) {

@@ -5,6 +5,13 @@
 
 namespace asyncore {
 
+Duration from_seconds(double seconds) {
+  if (!(seconds > 0)) return Duration::zero();  // also NaN
+  constexpr double kCentury = 100.0 * 365 * 24 * 3600;
+  return std::chrono::duration_cast<Duration>(
+      std::chrono::duration<double>(seconds < kCentury ? seconds : kCentury));
+}
+
 // --- TimerHandle -------------------------------------------------------------
 
 TimerHandle::TimerHandle(internal::TimerAnchor* anchor, uint32_t node,

@@ -24,6 +24,10 @@ using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 using Duration = Clock::duration;
 
+// Seconds as a Duration: negative or NaN is 0, more than a century is a
+// century (so that now() + it cannot overflow).
+Duration from_seconds(double seconds);
+
 class TimerQueue;
 
 namespace internal {
