@@ -23,7 +23,6 @@
 namespace {
 
 constexpr size_t kMaxLine = 4096;
-constexpr size_t kMaxQueued = 1 << 20;
 
 class ChatClient;
 
@@ -76,9 +75,11 @@ class ChatClient : public asynchat::AsyncChat {
     room_->broadcast(nick_ + ": " + line + "\n", this);
   }
 
-  // Queues output for this client, dropping a client that stopped reading.
+  // Queues output for this client, dropping a client that stopped reading:
+  // its queue is fed by the others, so pausing its reads (the library's
+  // back-pressure) would not bound it. The bound is the library's mark.
   void deliver(const std::string& line) {
-    if (queued_bytes() + line.size() > kMaxQueued) {
+    if (queued_bytes() + line.size() > output_limit().high()) {
       close();
       return;
     }

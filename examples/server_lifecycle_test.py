@@ -165,6 +165,44 @@ def test_chat_drain(binaries, backend, root):
         check(exit_status_within(server, 10, "chat drain") == 0, "exit status")
 
 
+def test_echo_drain(binaries, backend, root):
+    """SIGTERM in the middle of a 20 MiB echo: the client gets back an intact
+    prefix of what it sent (what the server had read is flushed; what it had
+    not read is dropped with the connection), and the server exits 0."""
+    data = big_bytes()
+    with start(binaries["echo_server"], backend, "--drain-seconds", "10") as server:
+        s = connect(server.port)
+        s.setblocking(False)
+        sent = 0
+        got = bytearray()
+        signalled = False
+        deadline = time.monotonic() + IO_TIMEOUT
+        while True:
+            check(time.monotonic() < deadline, "echo drain: timed out")
+            if not signalled and len(got) >= 4 * MIB:
+                server.proc.send_signal(signal.SIGTERM)
+                signalled = True
+            r, w, _ = select.select([s], [s] if sent < len(data) else [], [], 1)
+            if w:
+                try:
+                    sent += s.send(data[sent:sent + 65536])
+                except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                    pass
+            if r:
+                try:
+                    chunk = s.recv(1 << 20)
+                except BlockingIOError:
+                    continue
+                except ConnectionResetError:
+                    break
+                if not chunk:
+                    break
+                got += chunk
+        check(signalled, "the echo ended before the signal (%d bytes)" % len(got))
+        check(got == data[:len(got)], "the echo is not a prefix of what was sent")
+        check(exit_status_within(server, 10, "echo drain") == 0, "exit status")
+
+
 def test_every_server_drains(binaries, backend, root):
     """Each server, with a connection open, exits 0 soon after SIGTERM."""
     for name in ("echo_server", "port_forwarder", "udp_echo"):
@@ -355,7 +393,7 @@ def body(argv):
             f.write(big_bytes())
         for backend in available_backends(binaries["echo_server"]):
             for test in (test_http_drain, test_drain_deadline, test_chat_drain,
-                         test_every_server_drains, test_http_idle, test_chat_idle,
+                         test_echo_drain, test_every_server_drains, test_http_idle, test_chat_idle,
                          test_threads):
                 run_step(backend, test, binaries, backend, root)
         run_step("flags", test_flags, binaries)
