@@ -342,9 +342,14 @@ class HttpHandler : public asynchat::AsyncChat {
         }
         if (head_.size() + data.size() > http::kMaxHeadBytes) {
           // The request line alone too long is 414 (RFC 9112 section 3).
-          const bool line_done = head_.find("\r\n") != std::string::npos ||
-                                 data.find("\r\n") != std::string_view::npos;
-          if (line_done) {
+          size_t line_end = head_.find("\r\n");
+          if (line_end == std::string::npos) {
+            const size_t in_data = data.find("\r\n");
+            line_end = in_data == std::string_view::npos
+                           ? std::string::npos
+                           : head_.size() + in_data;
+          }
+          if (line_end <= http::kMaxHeadBytes) {
             fail(431, "request header fields too large\n");
           } else {
             fail(414, "request target too long\n");

@@ -441,6 +441,10 @@ def test_header_too_large(site):
                                                for i in range(90)]))
         check_status(c.read_response(), 431, "90 headers of 100 bytes")
         c.expect_closed("after 431")
+    # A whole request with a 9 KiB target: 414, the request line is at fault.
+    with Conn(site.port) as c:
+        c.send(request("/" + "a" * 9000))
+        check_status(c.read_response(), 414, "a 9 KiB request target")
     # A request line with no end at all: 414 as soon as 8 KiB have arrived.
     with Conn(site.port) as c:
         c.send(b"GET /" + b"a" * 9000)
