@@ -81,24 +81,25 @@ TimerHandle TimerQueue::schedule(TimePoint when, Duration interval,
   n.keep_alive = keep_alive;
   if (keep_alive) ++keep_alive_;
   const Entry e{when.time_since_epoch().count(), next_seq(), id};
-  if (running_ && e.when <= run_now_) {
+  const uint32_t gen = slots_[id].gen;
+  if (running_ && e.when <= run_now_) [[unlikely]] {
     // Due already, but scheduled by a callback: waits for the next run, so
     // that a timer re-arming itself at "now" cannot starve the loop.
     slots_[id].heap_pos = kDeferred;
-    deferred_.emplace_back(e, slots_[id].gen);
+    deferred_.emplace_back(e, gen);
   } else {
     push(e);
   }
-  return TimerHandle(anchor_, id, slots_[id].gen);
+  return TimerHandle(anchor_, id, gen);
 }
 
 __attribute__((always_inline)) inline void TimerQueue::push(Entry e) {
-  heap_.push_back(e);
-  sift_up(static_cast<uint32_t>(heap_.size() - 1));
+  heap_.emplace_back();  // its place, filled by sift_up
+  sift_up(static_cast<uint32_t>(heap_.size() - 1), e);
 }
 
-__attribute__((always_inline)) inline void TimerQueue::sift_up(uint32_t pos) {
-  const Entry e = heap_[pos];
+__attribute__((always_inline)) inline void TimerQueue::sift_up(uint32_t pos,
+                                                               Entry e) {
   while (pos > 0) {
     const uint32_t parent = (pos - 1) / 4;
     if (!before(e, heap_[parent])) break;
@@ -138,7 +139,7 @@ void TimerQueue::remove_at(uint32_t pos) {
   if (pos == heap_.size()) return;
   place(pos, last);
   if (pos > 0 && before(last, heap_[(pos - 1) / 4])) {
-    sift_up(pos);
+    sift_up(pos, last);
   } else {
     sift_down(pos);
   }
@@ -176,11 +177,6 @@ void TimerQueue::cancel(uint32_t id, uint32_t gen) {
   }
   if (s.heap_pos != kDeferred) remove_at(s.heap_pos);
   free_node(id);  // a deferred entry goes stale with the generation
-}
-
-uint32_t TimerQueue::next_seq() {
-  if (next_seq_ == UINT32_MAX) renumber();
-  return next_seq_++;
 }
 
 void TimerQueue::renumber() {

@@ -134,7 +134,11 @@ class TimerQueue {
   // The next scheduling number. 32 bits keep entries at 16 bytes: when they
   // run out, the pending entries (heap and deferred) are renumbered 0..n-1
   // in the same order, which leaves the heap valid: once per 2^32 schedules.
-  uint32_t next_seq();
+  uint32_t next_seq() {
+    if (next_seq_ == UINT32_MAX) [[unlikely]]
+      renumber();
+    return next_seq_++;
+  }
   void renumber();
 
  public:
@@ -144,7 +148,8 @@ class TimerQueue {
  private:
   void push(Entry e);
   void remove_at(uint32_t pos);
-  void sift_up(uint32_t pos);
+  // Moves `e`, to be placed at `pos`, up to where it belongs.
+  void sift_up(uint32_t pos, Entry e);
   void sift_down(uint32_t pos);
   void place(uint32_t pos, const Entry& e) {
     heap_[pos] = e;
