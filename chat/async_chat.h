@@ -101,10 +101,10 @@ class AsyncChat : public asyncore::BufferedDispatcher {
   bool writable() override;
 
  protected:
-  size_t queued_size() const override { return queued_memory(); }
-  bool output_queued() const override { return !fifo_.empty(); }
+  size_t queued_size() const final { return queued_memory(); }
+  bool output_queued() const final { return !fifo_.empty(); }
   // Output queued, or not connected yet: writable() and the declared value.
-  bool wants_write() const override { return !fifo_.empty() || !connected(); }
+  bool wants_write() const final { return !fifo_.empty() || !connected(); }
 
   // Python's _collect_incoming_data / _get_data: an optional place to
   // accumulate a message.

@@ -245,7 +245,8 @@ void ChannelMap::update_interest() {
     const bool w = ch->writable();
     Slot* s = slot(fd);
     if (s == nullptr || s->channel != ch) continue;
-    refresh_interest(fd, ch, interest_for(r, w, ch->accepting()));
+    const unsigned want = interest_for(r, w, ch->accepting());
+    if (want != s->registered) refresh_interest(fd, ch, want);  // rare
   }
   asked.swap(asked_scratch_);
   for (size_t i = 0; i < dirty_.size(); ++i) {

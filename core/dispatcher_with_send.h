@@ -35,9 +35,9 @@ class DispatcherWithSend : public BufferedDispatcher {
   bool writable() override;
 
  protected:
-  size_t queued_size() const override { return out_.size(); }
-  bool output_queued() const override { return !out_.empty(); }
-  bool wants_write() const override {
+  size_t queued_size() const final { return out_.size(); }
+  bool output_queued() const final { return !out_.empty(); }
+  bool wants_write() const final {
     return !connected() || pending() > 0 || close_when_done_;
   }
 
