@@ -111,19 +111,20 @@ void ChannelMap::set_backend(std::string_view name) {
   std::unique_ptr<Backend> next = make_backend(name);
   register_internal(*next);
   for (size_t fd = 0; fd < slots_.size(); ++fd) {
-    Slot& s = slots_[fd];
-    if (s.channel == nullptr || s.registered == kInterestNone) continue;
+    Dispatcher* ch = slots_[fd].channel;
+    if (ch == nullptr || ch->interest_ == kInterestNone) continue;
     try {
-      next->update(static_cast<int>(fd), kInterestNone, s.registered);
+      next->update(static_cast<int>(fd), kInterestNone, ch->interest_);
     } catch (const std::system_error&) {
       // e.g. select and fd >= FD_SETSIZE: re-register at the next iteration,
       // which delivers the error to that channel.
-      s.registered = kInterestNone;
-      if (s.asked_index < 0) mark_dirty(static_cast<int>(fd));
+      ch->interest_ = kInterestNone;
+      if (ch->asked_index_ < 0) mark_dirty(ch);
     }
   }
   backend_ = std::move(next);
   backend_name_ = name;
+  ++mods_;
 }
 
 void ChannelMap::add(int fd, Dispatcher* channel,
@@ -139,43 +140,49 @@ void ChannelMap::add(int fd, Dispatcher* channel,
   Slot& s = slots_[static_cast<size_t>(fd)];
   s.channel = channel;
   s.owner = std::move(owner);
-  s.registered = kInterestNone;
-  s.dirty = false;
-  s.asked_index = -1;
+  channel->interest_ = kInterestNone;
+  channel->dirty_ = false;
   ++size_;
+  ++mods_;
   channel->registered(this, next_registration());
   if (channel->declared_interest()) {
-    mark_dirty(fd);
+    mark_dirty(channel);
   } else {
-    s.asked_index = static_cast<int>(asked_.size());
-    asked_.push_back(fd);
+    link_asked(channel);
   }
 }
 
-void ChannelMap::unlink_asked(Slot& s) {
-  if (s.asked_index < 0) return;
-  int last = asked_.back();
-  asked_[static_cast<size_t>(s.asked_index)] = last;
-  slots_[static_cast<size_t>(last)].asked_index = s.asked_index;
+void ChannelMap::link_asked(Dispatcher* ch) {
+  ch->asked_index_ = static_cast<int>(asked_.size());
+  asked_.push_back(ch);
+}
+
+void ChannelMap::unlink_asked(Dispatcher* ch) {
+  if (ch->asked_index_ < 0) return;
+  Dispatcher* last = asked_.back();
+  asked_[static_cast<size_t>(ch->asked_index_)] = last;
+  last->asked_index_ = ch->asked_index_;
   asked_.pop_back();
-  s.asked_index = -1;
+  ch->asked_index_ = -1;
 }
 
 void ChannelMap::remove(int fd, Dispatcher* channel) {
   Slot* s = slot(fd);
   if (s == nullptr || s->channel != channel) return;
-  if (s->registered != kInterestNone && backend_) {
+  if (channel->interest_ != kInterestNone && backend_) {
     // Must reach the kernel before the caller closes the fd (spec A.8.3).
     // The fd may already be closed behind our back: nothing left to undo.
     try {
-      backend_->update(fd, s->registered, kInterestNone);
+      backend_->update(fd, channel->interest_, kInterestNone);
     } catch (const std::system_error&) {
     }
   }
-  unlink_asked(*s);
+  channel->interest_ = kInterestNone;
+  unlink_asked(channel);
   if (s->owner) closed_.push_back(std::move(s->owner));
   *s = Slot{};
   --size_;
+  ++mods_;
   channel->unregistered(next_registration());
   // The reference is released after the iteration (or at the next one), not
   // here: the caller may be a member function of the channel it refers to.
@@ -189,78 +196,98 @@ void ChannelMap::adopt(int fd, Dispatcher* channel,
   }
 }
 
-void ChannelMap::set_declared(int fd, bool declared) {
-  Slot* s = slot(fd);
-  if (s == nullptr || s->channel == nullptr) return;
+void ChannelMap::set_declared(Dispatcher* ch, bool declared) {
+  ++mods_;
   if (declared) {
-    unlink_asked(*s);
-    mark_dirty(fd);
-  } else if (s->asked_index < 0) {
-    s->asked_index = static_cast<int>(asked_.size());
-    asked_.push_back(fd);
+    unlink_asked(ch);
+    mark_dirty(ch);
+  } else if (ch->asked_index_ < 0) {
+    link_asked(ch);
   }
 }
 
-void ChannelMap::mark_dirty(int fd) {
-  Slot* s = slot(fd);
-  if (s == nullptr || s->dirty) return;
-  s->dirty = true;
-  dirty_.push_back(fd);
+void ChannelMap::mark_dirty(Dispatcher* ch) {
+  if (ch->dirty_) return;
+  ch->dirty_ = true;
+  dirty_.push_back(ch->fileno());
 }
 
-void ChannelMap::refresh_interest(int fd, Dispatcher* ch, unsigned want) {
-  Slot* s = slot(fd);
-  if (want == s->registered) return;
+void ChannelMap::refresh_interest(Dispatcher* ch, unsigned want) {
+  const int fd = ch->fileno();
   try {
-    backend().update(fd, s->registered, want);
-    s->registered = want;
+    backend().update(fd, ch->interest_, want);
+    ch->interest_ = want;
   } catch (const std::system_error&) {
     // An fd the backend cannot watch (select and fd >= FD_SETSIZE, epoll out
     // of watches...) costs its channel alone, never the loop: the channel's
     // handle_error() gets the error (it runs inside this catch, so
     // current_exception() is the error), and a channel still open after that
     // is closed, since it could never be served.
-    const std::shared_ptr<Dispatcher> pin = s->owner;  // s may not survive
+    const std::shared_ptr<Dispatcher> pin = slot(fd)->owner;
     const uint64_t registration = ch->registration();
+    ++mods_;  // what follows is user code
     ch->handle_error();
     if (ch->registration() == registration) ch->close();
   }
 }
 
-void ChannelMap::update_interest() {
-  // Predicates and error handlers are user code: they may close or add
-  // channels (which reorders asked_ and may grow slots_), so walk a copy and
-  // look each slot up again after every call out.
-  std::vector<int> asked;
-  asked.swap(asked_scratch_);
-  asked.assign(asked_.begin(), asked_.end());
-  for (const int fd : asked) {
-    Slot* before = slot(fd);
-    if (before == nullptr || before->channel == nullptr ||
-        before->asked_index < 0) {
-      continue;
-    }
-    Dispatcher* ch = before->channel;
-    const bool r = ch->readable() && !ch->reading_stopped();
-    const bool w = ch->writable();
-    Slot* s = slot(fd);
-    if (s == nullptr || s->channel != ch) continue;
-    const unsigned want = interest_for(r, w, ch->accepting());
-    if (want != s->registered) refresh_interest(fd, ch, want);  // rare
+// Asks one channel's predicates and hands a changed interest to the
+// backend. True while the map is as it was (nothing added, removed or
+// switched to declared interest by the predicates or an error handler).
+bool ChannelMap::ask(Dispatcher* ch) {
+  const uint64_t mods = mods_;
+  ch->asked_pass_ = pass_;
+  const bool r = ch->readable() && !ch->reading_stopped();
+  const bool w = ch->writable();
+  if (mods_ != mods && (ch->registered_map() != this || ch->asked_index_ < 0)) {
+    return false;  // closed or declared by its own predicate
   }
-  asked.swap(asked_scratch_);
-  for (size_t i = 0; i < dirty_.size(); ++i) {
-    const int fd = dirty_[i];
-    Slot* s = slot(fd);
-    if (s == nullptr || s->channel == nullptr || !s->dirty) continue;
-    s->dirty = false;
-    Dispatcher* ch = s->channel;
-    if (ch->declared_interest()) {
-      refresh_interest(
-          fd, ch,
-          interest_for(ch->declared_readable() && !ch->reading_stopped(),
-                       ch->declared_writable(), ch->accepting()));
+  const unsigned want = interest_for(r, w, ch->accepting());
+  if (want != ch->interest_) refresh_interest(ch, want);  // rare
+  return mods_ == mods;
+}
+
+void ChannelMap::update_interest() {
+  // The asked channels, walked in place (a predicate is asked once per
+  // channel and pass, as in Python's poll()); until a predicate changes the
+  // map, then the rest from a snapshot, checked channel by channel:
+  // predicates are user code and may close or add channels (which reorders
+  // asked_).
+  ++pass_;
+  const uint64_t start = last_registration();
+  size_t i = 0;
+  while (i < asked_.size()) {
+    if (!ask(asked_[i])) break;
+    ++i;
+  }
+  if (i < asked_.size()) {
+    std::vector<std::pair<int, Dispatcher*>> rest;
+    rest.swap(asked_scratch_);
+    rest.clear();
+    for (Dispatcher* ch : asked_) rest.emplace_back(ch->fileno(), ch);
+    for (const auto& [fd, ch] : rest) {
+      // Still this channel (the pointer is only read once the slot says
+      // so), still asked, not asked yet, not new in this pass.
+      Slot* s = slot(fd);
+      if (s == nullptr || s->channel != ch || ch->asked_index_ < 0 ||
+          ch->asked_pass_ == pass_ || ch->registration() > start) {
+        continue;
+      }
+      ask(ch);
     }
+    rest.swap(asked_scratch_);
+  }
+  for (size_t d = 0; d < dirty_.size(); ++d) {
+    const int fd = dirty_[d];
+    Slot* s = slot(fd);
+    if (s == nullptr || s->channel == nullptr || !s->channel->dirty_) continue;
+    Dispatcher* ch = s->channel;
+    ch->dirty_ = false;
+    if (!ch->declared_interest()) continue;
+    const unsigned want =
+        interest_for(ch->declared_readable() && !ch->reading_stopped(),
+                     ch->declared_writable(), ch->accepting());
+    if (want != ch->interest_) refresh_interest(ch, want);
   }
   dirty_.clear();
 }

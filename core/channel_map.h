@@ -177,20 +177,19 @@ class ChannelMap {
   friend class Dispatcher;
   friend class SignalHandle;
 
+  // What the map keeps per fd; what the loop needs per channel (the
+  // interest registered, the position in asked_) lives in the channel.
   struct Slot {
     Dispatcher* channel = nullptr;
     std::shared_ptr<Dispatcher> owner;  // null for channels not made by make<T>
-    unsigned registered = kInterestNone;
-    int asked_index = -1;  // position in asked_, -1 when interest is declared
-    bool dirty = false;    // declared interest changed since the last wait
   };
 
   // Called by Dispatcher.
   void add(int fd, Dispatcher* channel, std::shared_ptr<Dispatcher> owner);
   void remove(int fd, Dispatcher* channel);
   void adopt(int fd, Dispatcher* channel, std::shared_ptr<Dispatcher> owner);
-  void set_declared(int fd, bool declared);
-  void mark_dirty(int fd);
+  void set_declared(Dispatcher* ch, bool declared);
+  void mark_dirty(Dispatcher* ch);
 
   // Timers of the library's own (idle timeouts, drain) keep_alive = false.
   TimerHandle schedule(TimePoint when, Duration interval,
@@ -201,12 +200,14 @@ class ChannelMap {
   // backend.
   void register_internal(Backend& b);
   Slot* slot(int fd);
-  void unlink_asked(Slot& s);
+  void link_asked(Dispatcher* ch);
+  void unlink_asked(Dispatcher* ch);
   void release_closed();
 
   // The phases of poll_once.
   void update_interest();
-  void refresh_interest(int fd, Dispatcher* ch, unsigned want);
+  bool ask(Dispatcher* ch);
+  void refresh_interest(Dispatcher* ch, unsigned want);
   void wait(Timeout timeout, std::vector<ReadyEvent>* ready);
   void dispatch(const std::vector<ReadyEvent>& ready, uint64_t wait_serial,
                 uint64_t wait_number);
@@ -219,9 +220,12 @@ class ChannelMap {
   std::unique_ptr<Backend> backend_;
   std::string backend_name_ = "auto";
   std::vector<Slot> slots_;  // indexed by fd
-  std::vector<int> asked_;   // fds whose predicates are asked every iteration
-  std::vector<int> asked_scratch_;  // the copy of asked_ an iteration walks
-  std::vector<int> dirty_;  // declared channels to re-evaluate before a wait
+  // The channels whose predicates are asked every iteration, contiguous.
+  std::vector<Dispatcher*> asked_;
+  std::vector<std::pair<int, Dispatcher*>> asked_scratch_;  // a snapshot
+  std::vector<int> dirty_;  // fds of declared channels to re-evaluate
+  uint64_t mods_ = 0;       // changes of the channels or how they are asked
+  uint32_t pass_ = 0;       // interest phases so far
   std::vector<ReadyEvent> ready_;
   std::vector<std::shared_ptr<Dispatcher>> closed_;  // released after dispatch
   size_t size_ = 0;

@@ -317,7 +317,7 @@ void Dispatcher::stop_reading() {
 void Dispatcher::set_declared_interest(bool on) {
   if (declared_ == on) return;
   declared_ = on;
-  if (registered_in_ != nullptr) registered_in_->set_declared(fileno_, on);
+  if (registered_in_ != nullptr) registered_in_->set_declared(this, on);
 }
 
 void Dispatcher::set_readable(bool on) {
@@ -333,8 +333,7 @@ void Dispatcher::set_writable(bool on) {
 }
 
 void Dispatcher::declared_interest_changed() {
-  if (declared_ && registered_in_ != nullptr)
-    registered_in_->mark_dirty(fileno_);
+  if (declared_ && registered_in_ != nullptr) registered_in_->mark_dirty(this);
 }
 
 void Dispatcher::handle_read_event() {

@@ -275,6 +275,14 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   bool connecting_ = false;
   bool declared_ = false;
   bool reading_stopped_ = false;
+  // The map's bookkeeping, here because the loop touches the channel anyway:
+  // the interest registered with the backend, the position in the map's
+  // list of asked channels (-1: declared), the interest phase that last
+  // asked it, and whether declared interest changed since that phase.
+  unsigned interest_ = 0;
+  int asked_index_ = -1;
+  uint32_t asked_pass_ = 0;
+  bool dirty_ = false;
   bool want_read_ = true;
   bool want_write_ = true;
   std::unique_ptr<std::vector<std::string>> ignore_log_types_;  // null: default
