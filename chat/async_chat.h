@@ -141,4 +141,8 @@ class AsyncChat : public asyncore::BufferedDispatcher {
 
 }  // namespace asynchat
 
+template <>
+struct asyncore::internal::LibraryPredicates<asynchat::AsyncChat>
+    : std::true_type {};
+
 #endif  // ASYNCOREPP_CHAT_ASYNC_CHAT_H_

@@ -44,6 +44,7 @@ class BufferedDispatcher : public Dispatcher {
   bool readable() override;
 
  protected:
+  void predicates_changed() override { queue_changed(); }
   // What the limit measures, whether anything is queued, and what
   // writable() answers (the declared interest follows it).
   virtual size_t queued_size() const = 0;
@@ -57,6 +58,9 @@ class BufferedDispatcher : public Dispatcher {
  private:
   OutputLimit limit_;
 };
+
+template <>
+struct internal::LibraryPredicates<BufferedDispatcher> : std::true_type {};
 
 }  // namespace asyncore
 

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
+#include <stdexcept>
 #include <system_error>
 #include <utility>
 
@@ -23,6 +25,17 @@ uint64_t next_registration() {
 
 uint64_t last_registration() {
   return g_registrations.load(std::memory_order_relaxed);
+}
+
+// ASYNCOREPP_CHECK_DECLARED=1: every interest phase compares the automatic
+// declared interest of every channel with what its predicates answer, and
+// throws std::logic_error on a difference (the test suites run with it).
+bool check_declared() {
+  static const bool on = [] {
+    const char* env = std::getenv("ASYNCOREPP_CHECK_DECLARED");
+    return env != nullptr && std::string_view(env) == "1";
+  }();
+  return on;
 }
 
 // `d` rounded up to a multiple of `unit`: a wait that ends a timer's delay
@@ -290,6 +303,23 @@ void ChannelMap::update_interest() {
     if (want != ch->interest_) refresh_interest(ch, want);
   }
   dirty_.clear();
+  if (check_declared()) verify_automatic_interest();
+}
+
+void ChannelMap::verify_automatic_interest() {
+  for (const Dispatcher* c : channels()) {
+    auto* ch = const_cast<Dispatcher*>(c);
+    if (!ch->automatic_interest()) continue;
+    const bool r = ch->readable(), w = ch->writable();
+    if (r != ch->declared_readable() || w != ch->declared_writable()) {
+      throw std::logic_error(
+          "automatic declared interest out of date for " + ch->repr() +
+          ": readable()/writable() answer " + (r ? "true" : "false") + "/" +
+          (w ? "true" : "false") + ", declared " +
+          (ch->declared_readable() ? "true" : "false") + "/" +
+          (ch->declared_writable() ? "true" : "false"));
+    }
+  }
 }
 
 void ChannelMap::release_closed() {

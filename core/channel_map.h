@@ -207,6 +207,7 @@ class ChannelMap {
   // The phases of poll_once.
   void update_interest();
   bool ask(Dispatcher* ch);
+  void verify_automatic_interest();
   void refresh_interest(Dispatcher* ch, unsigned want);
   void wait(Timeout timeout, std::vector<ReadyEvent>* ready);
   void dispatch(const std::vector<ReadyEvent>& ready, uint64_t wait_serial,

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -133,6 +134,17 @@ Dispatcher::~Dispatcher() {
 void Dispatcher::set_accepting(bool on) {
   accepting_ = on;
   declared_interest_changed();
+  predicates_changed();
+}
+
+void Dispatcher::set_connected(bool on) {
+  connected_ = on;
+  predicates_changed();
+}
+
+void Dispatcher::set_connecting(bool on) {
+  connecting_ = on;
+  predicates_changed();
 }
 
 void Dispatcher::add_channel(ChannelMap* map) {
@@ -199,6 +211,7 @@ void Dispatcher::bind(const Address& address) {
 void Dispatcher::connect(const Address& address) {
   connected_ = false;
   connecting_ = true;
+  predicates_changed();
   int err = ::connect(socket_.fileno(), address.data(), address.size()) == 0
                 ? 0
                 : errno;
@@ -297,6 +310,7 @@ void Dispatcher::close() {
   connected_ = false;
   accepting_ = false;
   connecting_ = false;
+  predicates_changed();
   del_channel();
   try {
     socket_.close();
@@ -314,7 +328,32 @@ void Dispatcher::stop_reading() {
   declared_interest_changed();
 }
 
+namespace {
+
+std::atomic<bool>& automatic_flag() {
+  static std::atomic<bool> on = [] {
+    const char* env = std::getenv("ASYNCOREPP_AUTO_DECLARED");
+    return env == nullptr || std::string_view(env) != "0";
+  }();
+  return on;
+}
+
+}  // namespace
+
+void set_automatic_declared_interest(bool on) { automatic_flag().store(on); }
+
+bool automatic_declared_interest() { return automatic_flag().load(); }
+
+void Dispatcher::declare_automatically() {
+  if (declared_ || !automatic_declared_interest()) return;  // a user's choice
+  set_readable(readable());
+  set_writable(writable());
+  set_declared_interest(true);
+  automatic_ = true;
+}
+
 void Dispatcher::set_declared_interest(bool on) {
+  automatic_ = false;  // an explicit choice, or make<T>() setting it after
   if (declared_ == on) return;
   declared_ = on;
   if (registered_in_ != nullptr) registered_in_->set_declared(this, on);
@@ -381,6 +420,7 @@ void Dispatcher::handle_connect_event() {
   if (registration_ != registration) return;
   connected_ = true;
   connecting_ = false;
+  predicates_changed();
 }
 
 void Dispatcher::handle_read() { log_info("unhandled read event", "warning"); }

@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -79,9 +80,9 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   bool accepting() const { return accepting_; }
   bool connecting() const { return connecting_; }
   const Address& addr() const { return addr_; }
-  void set_connected(bool on) { connected_ = on; }
+  void set_connected(bool on);
   void set_accepting(bool on);
-  void set_connecting(bool on) { connecting_ = on; }
+  void set_connecting(bool on);
   void set_addr(Address a) { addr_ = std::move(a); }
   // When on, DispatcherWithSend and AsyncChat log what they send.
   bool debug = false;
@@ -181,12 +182,25 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   void stop_reading();
   bool reading_stopped() const { return reading_stopped_; }
 
-  // Declared interest: for servers with many idle channels. When on, the loop
-  // stops calling readable()/writable() for this channel and uses the values
-  // last given to set_readable()/set_writable() (both start true), so an
-  // iteration costs work only for channels that changed or became ready.
+  // Declared interest: the loop stops calling readable()/writable() for this
+  // channel and uses the values last given to set_readable()/set_writable()
+  // (both start true), so an iteration costs work only for channels that
+  // changed or became ready.
+  //
+  // Automatic for the library's own predicates: a channel made by make<T>()
+  // whose class overrides neither readable() nor writable() below a library
+  // class (Dispatcher, DispatcherWithSend, asynchat::AsyncChat,
+  // SignalDispatcher, ...) gets declared interest that the library keeps
+  // equal to those predicates, so the loop never asks them. A class that
+  // overrides either is asked every iteration, as in Python. The test is at
+  // compile time: the type of &T::readable names the class that last
+  // declared it. set_declared_interest() stays an explicit choice either
+  // way; ASYNCOREPP_AUTO_DECLARED=0 in the environment (or
+  // set_automatic_declared_interest(false)) asks every channel, as Python.
   void set_declared_interest(bool on);
   bool declared_interest() const { return declared_; }
+  // Declared by make<T>() because the predicates are the library's.
+  bool automatic_interest() const { return automatic_; }
   void set_readable(bool on);
   void set_writable(bool on);
   bool declared_readable() const { return want_read_; }
@@ -232,11 +246,16 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
  protected:
   // Re-evaluates declared interest after accepting() changed (listen/close).
   void declared_interest_changed();
+  // connected(), connecting() or accepting() changed: a class whose
+  // predicates read them brings its declared interest up to date.
+  virtual void predicates_changed() {}
 
  private:
   friend class ChannelMap;
   template <class T, class... Args>
   friend std::shared_ptr<T> make(Args&&... args);
+  // make<T>()'s half of automatic declared interest.
+  void declare_automatically();
 
   // Gives the map its owning reference once make<T>() has one to give.
   void adopt();
@@ -274,6 +293,7 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   bool accepting_ = false;
   bool connecting_ = false;
   bool declared_ = false;
+  bool automatic_ = false;
   bool reading_stopped_ = false;
   // The map's bookkeeping, here because the loop touches the channel anyway:
   // the interest registered with the backend, the position in the map's
@@ -289,12 +309,50 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   std::unique_ptr<Idle> idle_;  // only while an idle timeout is set
 };
 
+namespace internal {
+
+// Specialised true for each library class whose readable()/writable() the
+// library keeps declared (see Dispatcher::set_declared_interest).
+template <class C>
+struct LibraryPredicates : std::false_type {};
+
+// The class a pointer to member function belongs to (void for anything but
+// a plain `bool (C::*)()`, which then counts as a user's).
+template <class M>
+struct MemberOf {
+  using type = void;
+};
+template <class C>
+struct MemberOf<bool (C::*)()> {
+  using type = C;
+};
+
+template <class T>
+constexpr bool has_library_predicates() {
+  return LibraryPredicates<
+             typename MemberOf<decltype(&T::readable)>::type>::value &&
+         LibraryPredicates<
+             typename MemberOf<decltype(&T::writable)>::type>::value;
+}
+
+}  // namespace internal
+
+template <>
+struct internal::LibraryPredicates<Dispatcher> : std::true_type {};
+
+// Process-wide (default: on unless ASYNCOREPP_AUTO_DECLARED=0 is set).
+void set_automatic_declared_interest(bool on);
+bool automatic_declared_interest();
+
 // Creates a channel and hands its registration to the map (see the class
 // comment). Use this instead of std::make_shared for every Dispatcher.
 template <class T, class... Args>
 std::shared_ptr<T> make(Args&&... args) {
   auto channel = std::make_shared<T>(std::forward<Args>(args)...);
   channel->adopt();
+  if constexpr (internal::has_library_predicates<T>()) {
+    channel->declare_automatically();
+  }
   return channel;
 }
 

@@ -46,6 +46,9 @@ class DispatcherWithSend : public BufferedDispatcher {
   bool close_when_done_ = false;
 };
 
+template <>
+struct internal::LibraryPredicates<DispatcherWithSend> : std::true_type {};
+
 }  // namespace asyncore
 
 #endif  // ASYNCOREPP_CORE_DISPATCHER_WITH_SEND_H_

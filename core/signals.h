@@ -38,6 +38,9 @@ class SignalDispatcher : public Dispatcher {
   std::vector<SignalHandle> watches_;
 };
 
+template <>
+struct internal::LibraryPredicates<SignalDispatcher> : std::true_type {};
+
 }  // namespace asyncore
 
 #endif  // ASYNCOREPP_CORE_SIGNALS_H_
