@@ -101,8 +101,7 @@ void AsyncChat::process_input() {
       } else {
         collect_incoming_data(input().substr(0, static_cast<size_t>(n)));
         consume_input(static_cast<size_t>(n));
-        terminator_.count_ = 0;  // Python: terminator = 0, then the callback
-        terminator_.kind_ = Terminator::Kind::kCount;
+        terminator_ = uint64_t{0};  // Python: terminator = 0, then the callback
         found_terminator();
       }
       continue;
@@ -193,7 +192,7 @@ void AsyncChat::close_when_done() {
 
 void AsyncChat::discard_buffers() {
   clear_input();
-  incoming_.clear();
+  incoming_.reset();
   fifo_.clear();
   queued_bytes_ = 0;
   queue_changed();
@@ -251,7 +250,8 @@ void AsyncChat::send_gathered() {
   int count = 0;
   size_t total = 0;
   const size_t limit = ac_out_buffer_size ? ac_out_buffer_size : 1;
-  for (const Entry& e : fifo_) {
+  for (size_t i = 0; i < fifo_.size(); ++i) {
+    const Entry& e = fifo_[i];
     if (count == kMaxGather || total == limit || e.producer || e.close) break;
     size_t len = e.data.size() - e.sent;
     if (len > limit - total) len = limit - total;

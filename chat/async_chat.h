@@ -25,11 +25,11 @@
 #define ASYNCOREPP_CHAT_ASYNC_CHAT_H_
 
 #include <cstddef>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
 
+#include "chat/output_queue.h"
 #include "chat/producer.h"
 #include "chat/terminator.h"
 #include "core/buffered_dispatcher.h"
@@ -108,8 +108,13 @@ class AsyncChat : public asyncore::BufferedDispatcher {
 
   // Python's _collect_incoming_data / _get_data: an optional place to
   // accumulate a message.
-  void append_incoming(std::string_view data) { incoming_.append(data); }
-  std::string take_incoming() { return std::exchange(incoming_, {}); }
+  void append_incoming(std::string_view data) {
+    if (!incoming_) incoming_ = std::make_unique<std::string>();
+    incoming_->append(data);
+  }
+  std::string take_incoming() {
+    return incoming_ ? std::exchange(*incoming_, {}) : std::string();
+  }
 
  private:
   struct Entry {
@@ -134,8 +139,8 @@ class AsyncChat : public asyncore::BufferedDispatcher {
   Terminator terminator_;
   asyncore::ByteBuffer in_;
   std::string_view borrowed_;
-  std::string incoming_;
-  std::deque<Entry> fifo_;
+  std::unique_ptr<std::string> incoming_;  // only if append_incoming is used
+  OutputQueue<Entry> fifo_;
   size_t queued_bytes_ = 0;
 };
 

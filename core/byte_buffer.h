@@ -3,6 +3,8 @@
 // Consumed space is reclaimed by one memmove when the buffer needs room and
 // the consumed prefix is at least as large as the live bytes, so every byte
 // is moved at most a constant number of times: linear in the bytes passed.
+// 24 bytes (every buffered channel holds one): offsets are 32-bit, so one
+// buffer holds less than 4 GiB (more throws std::length_error).
 #ifndef ASYNCOREPP_CORE_BYTE_BUFFER_H_
 #define ASYNCOREPP_CORE_BYTE_BUFFER_H_
 
@@ -44,11 +46,11 @@ class ByteBuffer {
     if (capacity_ - end_ < n) make_room(n);
     return data_.get() + end_;
   }
-  void commit(size_t n) { end_ += n; }
+  void commit(size_t n) { end_ += static_cast<uint32_t>(n); }
 
   // Drops up to n bytes from the front.
   void consume(size_t n) {
-    begin_ += n < size() ? n : size();
+    begin_ += static_cast<uint32_t>(n < size() ? n : size());
     if (begin_ == end_) begin_ = end_ = 0;
   }
   void clear() { begin_ = end_ = 0; }
@@ -73,18 +75,18 @@ class ByteBuffer {
       std::unique_ptr<char[]> bigger(new char[cap]);
       if (live) std::memcpy(bigger.get(), data_.get() + begin_, live);
       data_ = std::move(bigger);
-      capacity_ = cap;
+      capacity_ = static_cast<uint32_t>(cap);
     }
     begin_ = 0;
-    end_ = live;
+    end_ = static_cast<uint32_t>(live);
   }
 
-  static constexpr size_t max_size() { return SIZE_MAX / 2; }
+  static constexpr size_t max_size() { return UINT32_MAX; }
 
   std::unique_ptr<char[]> data_;
-  size_t capacity_ = 0;
-  size_t begin_ = 0;
-  size_t end_ = 0;
+  uint32_t capacity_ = 0;
+  uint32_t begin_ = 0;
+  uint32_t end_ = 0;
 };
 
 }  // namespace asyncore

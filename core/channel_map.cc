@@ -88,14 +88,14 @@ ChannelMap::Slot* ChannelMap::slot(int fd) {
 
 Dispatcher* ChannelMap::get(int fd) const {
   if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return nullptr;
-  return slots_[static_cast<size_t>(fd)].channel;
+  return slots_[static_cast<size_t>(fd)].channel();
 }
 
 std::vector<Dispatcher*> ChannelMap::channels() const {
   std::vector<Dispatcher*> out;
   out.reserve(size_);
   for (const Slot& s : slots_) {
-    if (s.channel != nullptr) out.push_back(s.channel);
+    if (s.channel() != nullptr) out.push_back(s.channel());
   }
   return out;
 }
@@ -124,7 +124,7 @@ void ChannelMap::set_backend(std::string_view name) {
   std::unique_ptr<Backend> next = make_backend(name);
   register_internal(*next);
   for (size_t fd = 0; fd < slots_.size(); ++fd) {
-    Dispatcher* ch = slots_[fd].channel;
+    Dispatcher* ch = slots_[fd].channel();
     if (ch == nullptr || ch->interest_ == kInterestNone) continue;
     try {
       next->update(static_cast<int>(fd), kInterestNone, ch->interest_);
@@ -145,14 +145,15 @@ void ChannelMap::add(int fd, Dispatcher* channel,
   if (static_cast<size_t>(fd) >= slots_.size()) {
     slots_.resize(static_cast<size_t>(fd) + 1);
   }
-  if (Dispatcher* previous = slots_[static_cast<size_t>(fd)].channel) {
+  if (Dispatcher* previous = slots_[static_cast<size_t>(fd)].channel()) {
     // Python silently replaces the entry; the replaced channel must then not
     // believe it is still registered (it keeps its fd, as in Python).
     remove(fd, previous);
   }
   Slot& s = slots_[static_cast<size_t>(fd)];
-  s.channel = channel;
-  s.owner = std::move(owner);
+  s.ref = owner ? std::move(owner)
+                : std::shared_ptr<Dispatcher>(std::shared_ptr<Dispatcher>(),
+                                              channel);
   channel->interest_ = kInterestNone;
   channel->dirty_ = false;
   ++size_;
@@ -181,7 +182,7 @@ void ChannelMap::unlink_asked(Dispatcher* ch) {
 
 void ChannelMap::remove(int fd, Dispatcher* channel) {
   Slot* s = slot(fd);
-  if (s == nullptr || s->channel != channel) return;
+  if (s == nullptr || s->channel() != channel) return;
   if (channel->interest_ != kInterestNone && backend_) {
     // Must reach the kernel before the caller closes the fd (spec A.8.3).
     // The fd may already be closed behind our back: nothing left to undo.
@@ -192,7 +193,7 @@ void ChannelMap::remove(int fd, Dispatcher* channel) {
   }
   channel->interest_ = kInterestNone;
   unlink_asked(channel);
-  if (s->owner) closed_.push_back(std::move(s->owner));
+  if (s->owned()) closed_.push_back(std::move(s->ref));
   *s = Slot{};
   --size_;
   ++mods_;
@@ -204,8 +205,8 @@ void ChannelMap::remove(int fd, Dispatcher* channel) {
 void ChannelMap::adopt(int fd, Dispatcher* channel,
                        std::shared_ptr<Dispatcher> owner) {
   Slot* s = slot(fd);
-  if (s != nullptr && s->channel == channel && !s->owner) {
-    s->owner = std::move(owner);
+  if (s != nullptr && s->channel() == channel && !s->owned()) {
+    s->ref = std::move(owner);
   }
 }
 
@@ -236,7 +237,7 @@ void ChannelMap::refresh_interest(Dispatcher* ch, unsigned want) {
     // handle_error() gets the error (it runs inside this catch, so
     // current_exception() is the error), and a channel still open after that
     // is closed, since it could never be served.
-    const std::shared_ptr<Dispatcher> pin = slot(fd)->owner;
+    const std::shared_ptr<Dispatcher> pin = slot(fd)->ref;
     const uint64_t registration = ch->registration();
     ++mods_;  // what follows is user code
     ch->handle_error();
@@ -282,7 +283,7 @@ void ChannelMap::update_interest() {
       // Still this channel (the pointer is only read once the slot says
       // so), still asked, not asked yet, not new in this pass.
       Slot* s = slot(fd);
-      if (s == nullptr || s->channel != ch || ch->asked_index_ < 0 ||
+      if (s == nullptr || s->channel() != ch || ch->asked_index_ < 0 ||
           ch->asked_pass_ == pass_ || ch->registration() > start) {
         continue;
       }
@@ -293,8 +294,8 @@ void ChannelMap::update_interest() {
   for (size_t d = 0; d < dirty_.size(); ++d) {
     const int fd = dirty_[d];
     Slot* s = slot(fd);
-    if (s == nullptr || s->channel == nullptr || !s->channel->dirty_) continue;
-    Dispatcher* ch = s->channel;
+    Dispatcher* ch = s == nullptr ? nullptr : s->channel();
+    if (ch == nullptr || !ch->dirty_) continue;
     ch->dirty_ = false;
     if (!ch->declared_interest()) continue;
     const unsigned want =
@@ -394,12 +395,13 @@ void ChannelMap::dispatch(const std::vector<ReadyEvent>& ready,
   // never sees events meant for its predecessor.
   for (const ReadyEvent& ev : ready) {
     Slot* s = slot(ev.fd);
-    if (s == nullptr || s->channel == nullptr) {
+    Dispatcher* ch = s == nullptr ? nullptr : s->channel();
+    if (ch == nullptr) {
       dispatch_internal(ev.fd);
       continue;
     }
-    if (s->channel->registration() > wait_serial) continue;
-    readwrite(*s->channel, ev.events);
+    if (ch->registration() > wait_serial) continue;
+    readwrite(*ch, ev.events);
     // A handler ran a nested loop on this map: the rest of this list may be
     // stale (drained sockets). Readiness is level-triggered, so whatever is
     // still ready is reported again by the next wait.
@@ -532,7 +534,7 @@ void ChannelMap::close_all(bool ignore_all) {
 
 void ChannelMap::clear() {
   for (size_t fd = 0; fd < slots_.size(); ++fd) {
-    if (Dispatcher* ch = slots_[fd].channel) ch->del_channel(this);
+    if (Dispatcher* ch = slots_[fd].channel()) ch->del_channel(this);
   }
   if (depth_ == 0) release_closed();
 }

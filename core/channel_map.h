@@ -89,6 +89,8 @@ class ChannelMap {
   ChannelMap& operator=(const ChannelMap&) = delete;
 
   size_t size() const { return size_; }
+  // What the map holds per fd (tests/footprint_test.cc counts it).
+  static constexpr size_t slot_size();
   bool empty() const { return size_ == 0; }
   bool contains(int fd) const { return get(fd) != nullptr; }
   // The channel registered under fd, or nullptr.
@@ -177,11 +179,15 @@ class ChannelMap {
   friend class Dispatcher;
   friend class SignalHandle;
 
-  // What the map keeps per fd; what the loop needs per channel (the
-  // interest registered, the position in asked_) lives in the channel.
+  // What the map keeps per fd: the channel, with the map's reference to it
+  // (for a channel not made by make<T>, a pointer that owns nothing: an
+  // aliasing shared_ptr with no control block). What the loop needs per
+  // channel (the interest registered, the position in asked_) lives in the
+  // channel.
   struct Slot {
-    Dispatcher* channel = nullptr;
-    std::shared_ptr<Dispatcher> owner;  // null for channels not made by make<T>
+    std::shared_ptr<Dispatcher> ref;
+    Dispatcher* channel() const { return ref.get(); }
+    bool owned() const { return ref.use_count() > 0; }
   };
 
   // Called by Dispatcher.
@@ -239,6 +245,8 @@ class ChannelMap {
   std::unique_ptr<internal::SignalSource> signals_;  // from the first watch
   std::vector<std::shared_ptr<internal::SignalWatch>> watches_;
 };
+
+constexpr size_t ChannelMap::slot_size() { return sizeof(Slot); }
 
 // Python's socket_map: the map used wherever none is given. One per thread,
 // so that one loop per thread (a multi-core server) needs no explicit maps;

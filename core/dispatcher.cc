@@ -155,7 +155,7 @@ void Dispatcher::add_channel(ChannelMap* map) {
   if (registered_in_ != nullptr) registered_in_->remove(fileno_, this);
   // During construction there is no shared_ptr yet; make<T> adopts later.
   target->add(fileno_, this, weak_from_this().lock());
-  if (idle_) arm_idle_timer();  // in the map it is now registered in
+  if (idle()) arm_idle_timer();  // in the map it is now registered in
 }
 
 void Dispatcher::del_channel(ChannelMap* map) {
@@ -453,34 +453,45 @@ void Dispatcher::handle_idle_timeout() { handle_close(); }
 
 void Dispatcher::set_idle_timeout(double seconds, IdleMeasure measure) {
   if (!(seconds > 0)) {
-    if (idle_) idle_->timer.cancel();
-    idle_.reset();
+    if (Idle* idle = this->idle()) {
+      idle->timer.cancel();
+      extras_->idle.reset();
+    }
     return;
   }
-  if (!idle_) idle_ = std::make_unique<Idle>();
-  idle_->timeout = from_seconds(seconds);
-  idle_->last = Clock::now();
-  idle_->count_sends = measure == IdleMeasure::kTraffic;
+  if (!idle()) extras().idle = std::make_unique<Idle>();
+  Idle* idle = this->idle();
+  idle->timeout = from_seconds(seconds);
+  idle->last = Clock::now();
+  idle->count_sends = measure == IdleMeasure::kTraffic;
   arm_idle_timer();
 }
 
+Dispatcher::Extras& Dispatcher::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  return *extras_;
+}
+
 void Dispatcher::note_activity(bool sent) {
-  if (idle_ && registered_in_ != nullptr && (!sent || idle_->count_sends)) {
-    idle_->last = registered_in_->now();
+  Idle* idle = this->idle();
+  if (idle && registered_in_ != nullptr && (!sent || idle->count_sends)) {
+    idle->last = registered_in_->now();
   }
 }
 
 void Dispatcher::arm_idle_timer() {
-  idle_->timer.cancel();
+  Idle* idle = this->idle();
+  idle->timer.cancel();
   if (registered_in_ == nullptr) return;  // armed when registered
-  idle_->timer = registered_in_->schedule(
-      idle_->last + idle_->timeout, Duration::zero(), [this] { check_idle(); },
+  idle->timer = registered_in_->schedule(
+      idle->last + idle->timeout, Duration::zero(), [this] { check_idle(); },
       /*keep_alive=*/false);
 }
 
 void Dispatcher::check_idle() {
   // Reads and writes only stamped the time: re-arm for what is left.
-  if (Clock::now() < idle_->last + idle_->timeout) {
+  const Idle* idle = this->idle();
+  if (Clock::now() < idle->last + idle->timeout) {
     arm_idle_timer();
     return;
   }
@@ -528,13 +539,14 @@ void Dispatcher::log_info(std::string_view message, std::string_view type) {
 }
 
 void Dispatcher::set_ignore_log_types(std::vector<std::string> types) {
-  ignore_log_types_ =
+  extras().ignore_log_types =
       std::make_unique<std::vector<std::string>>(std::move(types));
 }
 
 bool Dispatcher::is_log_type_ignored(std::string_view type) const {
-  const auto& types =
-      ignore_log_types_ ? *ignore_log_types_ : default_ignore_log_types();
+  const auto& types = extras_ && extras_->ignore_log_types
+                          ? *extras_->ignore_log_types
+                          : default_ignore_log_types();
   for (const std::string& t : types) {
     if (t == type) return true;
   }

@@ -84,8 +84,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   void set_accepting(bool on);
   void set_connecting(bool on);
   void set_addr(Address a) { addr_ = std::move(a); }
-  // When on, DispatcherWithSend and AsyncChat log what they send.
-  bool debug = false;
+  // (debug, Python's attribute, is declared at the end: the layout packs it
+  // with the flags.)
 
   Socket& socket() { return socket_; }
   const Socket& socket() const { return socket_; }
@@ -267,7 +267,7 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   void unregistered(uint64_t registration) {
     registered_in_ = nullptr;
     registration_ = registration;
-    if (idle_) idle_->timer.cancel();
+    if (Idle* idle = this->idle()) idle->timer.cancel();
   }
   // Bytes moved: what set_idle_timeout() measures.
   void note_activity(bool sent);
@@ -283,30 +283,45 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   // asyncore's send() result rules applied to a send syscall's return value.
   size_t sent_or_closed(ssize_t n);
 
-  Socket socket_;
+  // What few channels use, allocated on first use.
+  struct Extras {
+    std::unique_ptr<std::vector<std::string>>
+        ignore_log_types;        // null: default
+    std::unique_ptr<Idle> idle;  // only while an idle timeout is set
+  };
+  Extras& extras();
+  Idle* idle() const { return extras_ ? extras_->idle.get() : nullptr; }
+
+  // Laid out for size (an idle connection costs what is here, see
+  // tests/footprint_test.cc): pointers, then the 16-byte Address, then the
+  // small fields and the flags.
   ChannelMap* map_;
   ChannelMap* registered_in_ = nullptr;
-  int fileno_ = -1;
   uint64_t registration_ = 0;
+  std::unique_ptr<Extras> extras_;
   Address addr_;
-  bool connected_ = false;
-  bool accepting_ = false;
-  bool connecting_ = false;
-  bool declared_ = false;
-  bool automatic_ = false;
-  bool reading_stopped_ = false;
+  Socket socket_;
+  int fileno_ = -1;
   // The map's bookkeeping, here because the loop touches the channel anyway:
-  // the interest registered with the backend, the position in the map's
-  // list of asked channels (-1: declared), the interest phase that last
-  // asked it, and whether declared interest changed since that phase.
-  unsigned interest_ = 0;
+  // the position in the map's list of asked channels (-1: declared), the
+  // interest phase that last asked it, the interest registered with the
+  // backend, and whether declared interest changed since that phase.
   int asked_index_ = -1;
   uint32_t asked_pass_ = 0;
-  bool dirty_ = false;
-  bool want_read_ = true;
-  bool want_write_ = true;
-  std::unique_ptr<std::vector<std::string>> ignore_log_types_;  // null: default
-  std::unique_ptr<Idle> idle_;  // only while an idle timeout is set
+  uint8_t interest_ = 0;
+  bool connected_ : 1 = false;
+  bool accepting_ : 1 = false;
+  bool connecting_ : 1 = false;
+  bool declared_ : 1 = false;
+  bool automatic_ : 1 = false;
+  bool reading_stopped_ : 1 = false;
+  bool dirty_ : 1 = false;
+  bool want_read_ : 1 = true;
+  bool want_write_ : 1 = true;
+
+ public:
+  // When on, DispatcherWithSend and AsyncChat log what they send.
+  bool debug = false;
 };
 
 namespace internal {

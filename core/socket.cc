@@ -87,19 +87,63 @@ Address Address::unix_path(std::string_view path) {
 
 Address Address::from_sockaddr(const sockaddr* sa, socklen_t len) {
   Address a;
-  if (sa == nullptr || len == 0) return a;
-  if (len > sizeof a.storage_) len = sizeof a.storage_;
-  std::memcpy(&a.storage_, sa, len);
-  a.len_ = len;
+  if (sa != nullptr && len != 0) a.assign(sa, len);
   return a;
+}
+
+void Address::assign(const sockaddr* sa, socklen_t len) {
+  reset();
+  if (sa->sa_family == AF_INET && len == sizeof v4_) {
+    std::memcpy(&v4_, sa, sizeof v4_);
+    return;
+  }
+  auto* heap = new Heap{};
+  heap->len = len < sizeof heap->ss ? len : sizeof heap->ss;
+  std::memcpy(&heap->ss, sa, heap->len);
+  v4_ = sockaddr_in{};
+  other_.family = heap->len >= sizeof(sa_family_t) ? sa->sa_family : AF_UNSPEC;
+  other_.heap = heap;
+}
+
+void Address::reset() noexcept {
+  delete heap();
+  v4_ = sockaddr_in{};
+}
+
+Address::Address(const Address& other) : v4_{} {
+  if (!other.empty()) assign(other.data(), other.size());
+}
+
+Address::Address(Address&& other) noexcept : v4_(other.v4_) {
+  other.v4_ = sockaddr_in{};  // the heap block, if any, is ours now
+}
+
+Address& Address::operator=(const Address& other) {
+  if (this != &other) {
+    if (other.empty()) {
+      reset();
+    } else {
+      assign(other.data(), other.size());
+    }
+  }
+  return *this;
+}
+
+Address& Address::operator=(Address&& other) noexcept {
+  if (this != &other) {
+    reset();
+    v4_ = other.v4_;
+    other.v4_ = sockaddr_in{};
+  }
+  return *this;
 }
 
 uint16_t Address::port() const {
   switch (family()) {
     case AF_INET:
-      return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
+      return ntohs(reinterpret_cast<const sockaddr_in*>(data())->sin_port);
     case AF_INET6:
-      return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+      return ntohs(reinterpret_cast<const sockaddr_in6*>(data())->sin6_port);
     default:
       return 0;
   }
@@ -110,18 +154,19 @@ std::string Address::host() const {
   switch (family()) {
     case AF_INET:
       ::inet_ntop(AF_INET,
-                  &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr,
-                  buf, sizeof buf);
+                  &reinterpret_cast<const sockaddr_in*>(data())->sin_addr, buf,
+                  sizeof buf);
       return buf;
     case AF_INET6:
       ::inet_ntop(AF_INET6,
-                  &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr,
+                  &reinterpret_cast<const sockaddr_in6*>(data())->sin6_addr,
                   buf, sizeof buf);
       return buf;
     case AF_UNIX: {
-      const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);
-      size_t n = len_ > offsetof(sockaddr_un, sun_path)
-                     ? len_ - offsetof(sockaddr_un, sun_path)
+      const auto* un = reinterpret_cast<const sockaddr_un*>(data());
+      const size_t len = size();
+      size_t n = len > offsetof(sockaddr_un, sun_path)
+                     ? len - offsetof(sockaddr_un, sun_path)
                      : 0;
       std::string path(un->sun_path, n);
       if (!path.empty() && path[0] != '\0') path = path.c_str();  // drop NULs
@@ -144,7 +189,7 @@ std::string Address::to_string() const {
 }
 
 bool operator==(const Address& a, const Address& b) {
-  return a.len_ == b.len_ && std::memcmp(&a.storage_, &b.storage_, a.len_) == 0;
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 Socket& Socket::operator=(Socket&& other) noexcept {

@@ -3,6 +3,7 @@
 #ifndef ASYNCOREPP_CORE_SOCKET_H_
 #define ASYNCOREPP_CORE_SOCKET_H_
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -15,9 +16,16 @@
 namespace asyncore {
 
 // A socket address: IPv4, IPv6 or Unix-domain; empty plays Python's None.
+// 16 bytes: an IPv4 address (the common case, and every channel holds one)
+// is kept inline; other families on the heap.
 class Address {
  public:
-  Address() = default;
+  Address() noexcept : v4_{} {}
+  Address(const Address& other);
+  Address(Address&& other) noexcept;
+  Address& operator=(const Address& other);
+  Address& operator=(Address&& other) noexcept;
+  ~Address() { reset(); }
 
   // Numeric or resolvable host ("127.0.0.1", "::1", "localhost"); picks the
   // first result of getaddrinfo (which may block on DNS, as Python's does).
@@ -29,8 +37,8 @@ class Address {
   static Address unix_path(std::string_view path);
   static Address from_sockaddr(const sockaddr* sa, socklen_t len);
 
-  bool empty() const { return len_ == 0; }
-  int family() const { return empty() ? AF_UNSPEC : storage_.ss_family; }
+  bool empty() const { return v4_.sin_family == AF_UNSPEC && !heap(); }
+  int family() const { return v4_.sin_family; }
   // Port for IPv4/IPv6, 0 otherwise.
   uint16_t port() const;
   // The numeric host for IPv4/IPv6, the path for Unix-domain addresses.
@@ -39,16 +47,40 @@ class Address {
   std::string to_string() const;
 
   const sockaddr* data() const {
-    return reinterpret_cast<const sockaddr*>(&storage_);
+    return heap() ? reinterpret_cast<const sockaddr*>(&heap()->ss)
+                  : reinterpret_cast<const sockaddr*>(&v4_);
   }
-  socklen_t size() const { return len_; }
+  socklen_t size() const {
+    if (heap()) return heap()->len;
+    return empty() ? 0 : static_cast<socklen_t>(sizeof v4_);
+  }
 
   friend bool operator==(const Address& a, const Address& b);
 
  private:
-  sockaddr_storage storage_{};
-  socklen_t len_ = 0;
+  struct Heap {
+    socklen_t len;
+    sockaddr_storage ss;
+  };
+  void reset() noexcept;
+  void assign(const sockaddr* sa, socklen_t len);
+  // The heap block: meaningful only when the family is not AF_INET (whose
+  // sin_zero bytes the pointer would overlap).
+  const Heap* heap() const {
+    return v4_.sin_family == AF_INET ? nullptr : other_.heap;
+  }
+
+  // Both members begin with the family (a common initial sequence). heap is
+  // null for an empty or IPv4 address.
+  union {
+    sockaddr_in v4_;
+    struct {
+      sa_family_t family;
+      Heap* heap;
+    } other_;
+  };
 };
+static_assert(sizeof(sockaddr_in) == 16);
 
 // Owns one file descriptor (a socket, or for FileWrapper a pipe or file) and
 // closes it on destruction. Move-only. I/O helpers return -1 with errno set,
