@@ -62,8 +62,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // At most this many requests per input: each costs at least 4 bytes.
   for (int requests = 0; requests < 1000 && !input.empty(); ++requests) {
     const size_t end = input.find(http::kHeadTerminator);
-    if (end == std::string_view::npos) return 0;  // incomplete: the server waits
-    if (end > http::kMaxHeadBytes) return 0;      // 431, then the server closes
+    // Incomplete: the server waits. Too long: 431, then the server closes.
+    if (end == std::string_view::npos) return 0;
+    if (end > http::kMaxHeadBytes) return 0;
     const std::string_view head = http::skip_empty_lines(input.substr(0, end));
     input.remove_prefix(end + http::kHeadTerminator.size());
     if (head.empty()) continue;
