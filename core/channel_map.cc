@@ -245,36 +245,63 @@ void ChannelMap::refresh_interest(Dispatcher* ch, unsigned want) {
   }
 }
 
-// Asks one channel's predicates and hands a changed interest to the
-// backend. True while the map is as it was (nothing added, removed or
-// switched to declared interest by the predicates or an error handler).
-bool ChannelMap::ask(Dispatcher* ch) {
-  const uint64_t mods = mods_;
-  ch->asked_pass_ = pass_;
-  const bool r = ch->readable() && !ch->reading_stopped();
-  const bool w = ch->writable();
-  if (mods_ != mods && (ch->registered_map() != this || ch->asked_index_ < 0)) {
-    return false;  // closed or declared by its own predicate
+std::array<uint8_t, 16> ChannelMap::asked_interest_table() {
+  std::array<uint8_t, 16> table{};
+  for (unsigned i = 0; i < table.size(); ++i) {
+    const bool r = i & 1, w = i & 2, accepting = i & Dispatcher::kAcceptingBit,
+               reading_stopped = i & Dispatcher::kReadingStoppedBit;
+    table[i] =
+        static_cast<uint8_t>(interest_for(r && !reading_stopped, w, accepting));
   }
-  const unsigned want = interest_for(r, w, ch->accepting());
-  if (want != ch->interest_) refresh_interest(ch, want);  // rare
-  return mods_ == mods;
+  return table;
+}
+
+inline unsigned ChannelMap::asked_interest(const Dispatcher& ch, bool readable,
+                                           bool writable) const {
+  return asked_interest_[unsigned{readable} | unsigned{writable} << 1 |
+                         ch.interest_state_];
+}
+
+// Predicates' answers that come after they changed the map: they count if
+// the channel is still here and still asked.
+void ChannelMap::apply_if_still_asked(Dispatcher* ch, bool readable,
+                                      bool writable) {
+  if (ch->registered_map() != this || ch->asked_index_ < 0) return;
+  const unsigned want = asked_interest(*ch, readable, writable);
+  if (want != ch->interest_) refresh_interest(ch, want);
 }
 
 void ChannelMap::update_interest() {
   // The asked channels, walked in place (a predicate is asked once per
-  // channel and pass, as in Python's poll()); until a predicate changes the
-  // map, then the rest from a snapshot, checked channel by channel:
-  // predicates are user code and may close or add channels (which reorders
-  // asked_).
-  ++pass_;
+  // channel and pass, as in Python's poll()) while the map stays as it was;
+  // then the rest from a snapshot, checked channel by channel: predicates
+  // and error handlers are user code and may close, add or declare channels
+  // (which reorders asked_). The walk keeps the list in locals, so per
+  // channel it costs little beyond the two predicate calls.
+  if (++pass_ == 0) pass_ = 1;  // 0 is a new channel's: never asked
+  const uint32_t pass = pass_;
+  const uint64_t mods = mods_;
   const uint64_t start = last_registration();
-  size_t i = 0;
-  while (i < asked_.size()) {
-    if (!ask(asked_[i])) break;
-    ++i;
+  Dispatcher* const* next = asked_.data();
+  Dispatcher* const* const end = next + asked_.size();
+  for (; next != end; ++next) {
+    Dispatcher* const ch = *next;
+    ch->asked_pass_ = pass;
+    const bool r = ch->readable();
+    const bool w = ch->writable();
+    if (mods_ == mods) [[likely]] {
+      const unsigned want = asked_interest(*ch, r, w);
+      if (want == ch->interest_) [[likely]] {
+        continue;
+      }
+      refresh_interest(ch, want);
+      if (mods_ == mods) continue;
+    } else {
+      apply_if_still_asked(ch, r, w);
+    }
+    break;
   }
-  if (i < asked_.size()) {
+  if (next != end) {
     std::vector<std::pair<int, Dispatcher*>> rest;
     rest.swap(asked_scratch_);
     rest.clear();
@@ -284,10 +311,13 @@ void ChannelMap::update_interest() {
       // so), still asked, not asked yet, not new in this pass.
       Slot* s = slot(fd);
       if (s == nullptr || s->channel() != ch || ch->asked_index_ < 0 ||
-          ch->asked_pass_ == pass_ || ch->registration() > start) {
+          ch->asked_pass_ == pass || ch->registration() > start) {
         continue;
       }
-      ask(ch);
+      ch->asked_pass_ = pass;
+      const bool r = ch->readable();
+      const bool w = ch->writable();
+      apply_if_still_asked(ch, r, w);
     }
     rest.swap(asked_scratch_);
   }

@@ -132,7 +132,8 @@ Dispatcher::~Dispatcher() {
 }
 
 void Dispatcher::set_accepting(bool on) {
-  accepting_ = on;
+  interest_state_ =
+      on ? interest_state_ | kAcceptingBit : interest_state_ & ~kAcceptingBit;
   declared_interest_changed();
   predicates_changed();
 }
@@ -308,7 +309,7 @@ std::string Dispatcher::recv(size_t max) {
 
 void Dispatcher::close() {
   connected_ = false;
-  accepting_ = false;
+  interest_state_ &= ~kAcceptingBit;
   connecting_ = false;
   predicates_changed();
   del_channel();
@@ -323,8 +324,8 @@ bool Dispatcher::readable() { return true; }
 bool Dispatcher::writable() { return true; }
 
 void Dispatcher::stop_reading() {
-  if (reading_stopped_) return;
-  reading_stopped_ = true;
+  if (reading_stopped()) return;
+  interest_state_ |= kReadingStoppedBit;
   declared_interest_changed();
 }
 
@@ -376,7 +377,7 @@ void Dispatcher::declared_interest_changed() {
 }
 
 void Dispatcher::handle_read_event() {
-  if (accepting_) {
+  if (accepting()) {
     handle_accept();
   } else if (!connected_) {
     const uint64_t registration = registration_;
@@ -390,7 +391,7 @@ void Dispatcher::handle_read_event() {
 }
 
 void Dispatcher::handle_write_event() {
-  if (accepting_) return;  // listeners have nothing to write
+  if (accepting()) return;  // listeners have nothing to write
   if (!connected_ && connecting_) {
     const uint64_t registration = registration_;
     handle_connect_event();
@@ -555,7 +556,7 @@ bool Dispatcher::is_log_type_ignored(std::string_view type) const {
 
 std::string Dispatcher::repr() const {
   std::string out = "<" + demangle(typeid(*this).name());
-  if (accepting_ && !addr_.empty()) {
+  if (accepting() && !addr_.empty()) {
     out += " listening";
   } else if (connected_) {
     out += " connected";

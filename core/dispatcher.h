@@ -77,7 +77,7 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
 
   // --- State (Python's attributes) ----------------------------------------
   bool connected() const { return connected_; }
-  bool accepting() const { return accepting_; }
+  bool accepting() const { return interest_state_ & kAcceptingBit; }
   bool connecting() const { return connecting_; }
   const Address& addr() const { return addr_; }
   void set_connected(bool on);
@@ -180,7 +180,7 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   // seen would otherwise be reported again at every iteration). The
   // buffered channels call it when they drain after EOF. Not undone.
   void stop_reading();
-  bool reading_stopped() const { return reading_stopped_; }
+  bool reading_stopped() const { return interest_state_ & kReadingStoppedBit; }
 
   // Declared interest: the loop stops calling readable()/writable() for this
   // channel and uses the values last given to set_readable()/set_writable()
@@ -309,12 +309,15 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   int asked_index_ = -1;
   uint32_t asked_pass_ = 0;
   uint8_t interest_ = 0;
+  // The states beside the predicates' answers that decide the interest, as
+  // bits of the interest phase's lookup index (r | w << 1 | these).
+  static constexpr uint8_t kAcceptingBit = 1u << 2;
+  static constexpr uint8_t kReadingStoppedBit = 1u << 3;
+  uint8_t interest_state_ = 0;
   bool connected_ : 1 = false;
-  bool accepting_ : 1 = false;
   bool connecting_ : 1 = false;
   bool declared_ : 1 = false;
   bool automatic_ : 1 = false;
-  bool reading_stopped_ : 1 = false;
   bool dirty_ : 1 = false;
   bool want_read_ : 1 = true;
   bool want_write_ : 1 = true;

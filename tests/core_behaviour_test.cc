@@ -927,6 +927,64 @@ TEST_P(CoreBehaviour, CloseInsidePredicateSkipsNoOtherChannel) {
   map().close_all();
 }
 
+// A predicate that changes the map (here: adds a channel) still has its
+// answer counted in that same iteration: the write it asks for is handled
+// by the wait that follows, not one iteration late.
+TEST_P(CoreBehaviour, PredicateThatAddsAChannelIsAnsweredInTheSameIteration) {
+  class AddsInWritable : public asyncore::Dispatcher {
+   public:
+    using Dispatcher::Dispatcher;
+    bool readable() override { return false; }
+    bool writable() override {
+      if (++asked == 2) {
+        auto [mine, peer] = Socket::pair();
+        added = make<asyncore::Dispatcher>(std::move(mine), map());
+        added_peer = std::move(peer);
+      }
+      return asked >= 2;
+    }
+    void handle_write() override { wrote_at = asked; }
+    int asked = 0;
+    int wrote_at = 0;
+    std::shared_ptr<asyncore::Dispatcher> added;
+    Socket added_peer;
+  };
+  auto [mine, peer] = Socket::pair();
+  auto ch = make<AddsInWritable>(std::move(mine), &map());
+  map().poll_once(std::chrono::milliseconds(0));  // not writable yet
+  EXPECT_EQ(ch->wrote_at, 0);
+  map().poll_once(std::chrono::seconds(5));  // adds a channel, writable
+  EXPECT_EQ(ch->wrote_at, 2);
+  map().close_all();
+}
+
+// A channel that asks for writing only (readable() false) gets it, and one
+// that asks for nothing is not woken.
+TEST_P(CoreBehaviour, AskedWriteOnlyChannelIsWrittenAndSilentOneIsNot) {
+  class Asked : public asyncore::Dispatcher {
+   public:
+    Asked(Socket s, ChannelMap* map, bool write)
+        : Dispatcher(std::move(s), map), write_(write) {}
+    bool readable() override { return false; }
+    bool writable() override { return write_; }
+    void handle_write() override { ++writes; }
+    void handle_read() override { ++reads; }
+    int writes = 0, reads = 0;
+
+   private:
+    bool write_;
+  };
+  auto [a, a_peer] = Socket::pair();
+  auto [b, b_peer] = Socket::pair();
+  auto writer = make<Asked>(std::move(a), &map(), true);
+  auto silent = make<Asked>(std::move(b), &map(), false);
+  ASSERT_EQ(::send(b_peer.fileno(), "x", 1, 0), 1);  // unread: not asked
+  map().poll_once(std::chrono::seconds(5));
+  EXPECT_EQ(writer->writes, 1);
+  EXPECT_EQ(silent->writes + silent->reads, 0);
+  map().close_all();
+}
+
 // A handler that runs a nested loop on the same map: the outer iteration
 // must not deliver its now stale readiness (the inner loop drained the
 // socket), which would make recv() throw WouldBlock and close a healthy
