@@ -1,7 +1,11 @@
 #include "core/channel_map.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <system_error>
@@ -36,6 +40,35 @@ bool check_declared() {
     return env != nullptr && std::string_view(env) == "1";
   }();
   return on;
+}
+
+// ASYNCOREPP_EVENT_TRACE=path: every event the loop dispatches to a channel
+// is appended to that file as "wait fd registration events", one line each,
+// so that a test can compare the events of two runs (tests/dual_mode_test.py:
+// automatic declared interest on, then forced off). -1 when off. Only the
+// process that opened it writes (a forked child's events would interleave).
+// Opened at start-up, before a test counts its open fds.
+const pid_t g_trace_owner = ::getpid();
+const int g_trace_fd = [] {
+  const char* path = std::getenv("ASYNCOREPP_EVENT_TRACE");
+  if (path == nullptr || *path == '\0') return -1;
+  return ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}();
+
+int event_trace_fd() {
+  return g_trace_fd >= 0 && ::getpid() == g_trace_owner ? g_trace_fd : -1;
+}
+
+void trace_event(int trace, uint64_t wait, int fd, uint64_t registration,
+                 unsigned events) {
+  char line[96];
+  const int n =
+      std::snprintf(line, sizeof line, "%llu %d %llu %u\n",
+                    static_cast<unsigned long long>(wait), fd,
+                    static_cast<unsigned long long>(registration), events);
+  if (n > 0 && ::write(trace, line, static_cast<size_t>(n)) < 0) {
+    // A lost trace line shows up as a difference between the runs.
+  }
 }
 
 // `d` rounded up to a multiple of `unit`: a wait that ends a timer's delay
@@ -321,11 +354,19 @@ void ChannelMap::update_interest() {
     }
     rest.swap(asked_scratch_);
   }
+  size_t kept = 0;
   for (size_t d = 0; d < dirty_.size(); ++d) {
     const int fd = dirty_[d];
     Slot* s = slot(fd);
     Dispatcher* ch = s == nullptr ? nullptr : s->channel();
     if (ch == nullptr || !ch->dirty_) continue;
+    // Registered during this phase (by a predicate or an error handler):
+    // watched from the next phase on, as an asked channel is (and as in
+    // Python, whose poll() walks a copy of the map).
+    if (ch->registration() > start) {
+      dirty_[kept++] = fd;
+      continue;
+    }
     ch->dirty_ = false;
     if (!ch->declared_interest()) continue;
     const unsigned want =
@@ -333,7 +374,7 @@ void ChannelMap::update_interest() {
                      ch->declared_writable(), ch->accepting());
     if (want != ch->interest_) refresh_interest(ch, want);
   }
-  dirty_.clear();
+  dirty_.resize(kept);
   if (check_declared()) verify_automatic_interest();
 }
 
@@ -423,6 +464,7 @@ void ChannelMap::dispatch(const std::vector<ReadyEvent>& ready,
                           uint64_t wait_serial, uint64_t wait_number) {
   // A channel registered after the wait (perhaps on a reused fd number)
   // never sees events meant for its predecessor.
+  const int trace = event_trace_fd();
   for (const ReadyEvent& ev : ready) {
     Slot* s = slot(ev.fd);
     Dispatcher* ch = s == nullptr ? nullptr : s->channel();
@@ -431,6 +473,9 @@ void ChannelMap::dispatch(const std::vector<ReadyEvent>& ready,
       continue;
     }
     if (ch->registration() > wait_serial) continue;
+    if (trace >= 0) [[unlikely]] {
+      trace_event(trace, wait_number, ev.fd, ch->registration(), ev.events);
+    }
     readwrite(*ch, ev.events);
     // A handler ran a nested loop on this map: the rest of this list may be
     // stale (drained sockets). Readiness is level-triggered, so whatever is
