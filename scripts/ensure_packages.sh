@@ -7,7 +7,7 @@
 # Jobs: build, test (GoogleTest, Benchmark and the clients the integration
 # tests drive), bench (the benchmarks and the peer libraries they compare
 # with), fuzz (clang's libFuzzer), cmake, kqueue (what builds libkqueue),
-# stress (valgrind), format (clang-format).
+# stress (valgrind), format (clang-format), charts (bench/run_all.sh's PNGs).
 # Prints one line when it installs; apt's own output goes to a log file whose
 # path that line names. Exits 1 naming the packages apt could not install.
 set -euo pipefail
@@ -26,7 +26,9 @@ declare -A job_packages=(
           wrk:/usr/bin/wrk
           chromium:/usr/bin/chromium"
   [bench]="libbenchmark-dev:/usr/include/benchmark/benchmark.h
-           libev-dev:/usr/include/ev.h"
+           libev-dev:/usr/include/ev.h
+           libevent-dev:/usr/include/event2/event.h
+           libuv1-dev:/usr/include/uv.h"
   [fuzz]="clang:/usr/bin/clang++
           libclang-rt-dev:/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a"
   [cmake]="cmake:/usr/bin/cmake
@@ -35,6 +37,7 @@ declare -A job_packages=(
   [stress]="valgrind:/usr/bin/valgrind
             python3:/usr/bin/python3"
   [format]="clang-format:/usr/bin/clang-format"
+  [charts]="python3-matplotlib:/usr/lib/python3/dist-packages/matplotlib"
 )
 
 missing=()

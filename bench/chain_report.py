@@ -1,0 +1,240 @@
+"""Tables and charts from //bench:event_chain's JSON output.
+
+    bench/chain_report.py CHAIN_JSON OUT_DIR [README]
+
+Writes OUT_DIR/event_chain.md (the tables) and, when matplotlib is present,
+OUT_DIR/event_chain_rounds.png (time per round against N, log scale, one line
+per implementation) and OUT_DIR/event_chain_rereg.png. With README, the
+region between "<!-- event_chain tables -->" and "<!-- /event_chain tables
+-->" in that file is replaced by the tables.
+
+Every ratio is taken within one repetition (the floor and the implementation
+measured in the same process run, minutes apart at most) and the median of
+those ratios is shown, since these machines drift between runs.
+"""
+import collections
+import json
+import os
+import statistics
+import sys
+
+FLOOR = "raw-epoll"        # keeps its registrations: the floor for a loop
+REREG_FLOOR = "raw-epoll-rereg"
+
+# The issue's figures, measured beforehand (issue 11), at N = 9 900, A = 100,
+# relative to raw epoll re-registering each round.
+EXPECTED = {
+    "raw-epoll": 0.48, "ours-epoll-declared": 0.59, "libev-epoll": 0.59,
+    "libevent-epoll": 1.04, "libuv": 1.11, "ours-epoll-asked": 1.27,
+    "raw-poll": 2.81, "ours-poll-declared": 3.26, "libevent-poll": 3.38,
+    "libev-poll": 3.56,
+}
+
+
+def load(path):
+    """{family: {impl: {args: {repetition: µs}}}} and the skipped ones."""
+    with open(path) as f:
+        data = json.load(f)
+    runs = collections.defaultdict(
+        lambda: collections.defaultdict(lambda: collections.defaultdict(dict)))
+    skipped = {}
+    for b in data["benchmarks"]:
+        if b.get("run_type") != "iteration":
+            continue
+        parts = b["run_name"].split("/")
+        family, impl = parts[0], parts[1]
+        args = tuple(int(p.split(":")[1]) for p in parts[2:]
+                     if ":" in p and p.split(":")[0] in ("N", "A"))
+        if b.get("error_occurred"):
+            skipped[(family, impl, args)] = b.get("error_message", "")
+            continue
+        scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3}[b["time_unit"]]
+        runs[family][impl][args][b.get("repetition_index", 0)] = (
+            b["real_time"] * scale)
+    return data.get("context", {}), runs, skipped
+
+
+def median_time(reps):
+    return statistics.median(reps.values()) if reps else None
+
+
+def median_ratio(reps, floor_reps):
+    ratios = [reps[r] / floor_reps[r] for r in reps if r in floor_reps]
+    return statistics.median(ratios) if ratios else None
+
+
+def fmt_us(v):
+    if v is None:
+        return "—"
+    return "{:,.0f}".format(v).replace(",", " ") if v >= 100 else "%.1f" % v
+
+
+def order(impls):
+    def key(name):
+        return (not name.startswith("ours"), not name.startswith("raw"), name)
+    return sorted(impls, key=key)
+
+
+def chain_table(runs, skipped):
+    chain = runs.get("Chain", {})
+    all_args = sorted({a for impl in chain.values() for a in impl} |
+                      {k[2] for k in skipped if k[0] == "Chain"})
+    floor = chain.get(FLOOR, {})
+    head = "| implementation | " + " | ".join(
+        "N %d, A %d" % a for a in all_args) + " |"
+    lines = [head, "| --- |" + " ---: |" * len(all_args)]
+    impls = set(chain) | {k[1] for k in skipped if k[0] == "Chain"}
+    for impl in order(impls):
+        cells = []
+        for a in all_args:
+            reps = chain.get(impl, {}).get(a)
+            if not reps:
+                cells.append("skipped" if ("Chain", impl, a) in skipped
+                             else "—")
+                continue
+            ratio = median_ratio(reps, floor.get(a, {}))
+            cells.append("%s (%.2f×)" % (fmt_us(median_time(reps)), ratio)
+                         if ratio else fmt_us(median_time(reps)))
+        lines.append("| %s | %s |" % (impl, " | ".join(cells)))
+    return "\n".join(lines)
+
+
+def rereg_table(runs, skipped):
+    rereg = runs.get("Rereg", {})
+    ns = sorted({a for impl in rereg.values() for a in impl} |
+                {k[2] for k in skipped if k[0] == "Rereg"})
+    lines = ["| implementation | " + " | ".join("N %d" % a for a in ns) +
+             " | ns per channel at N %d |" % ns[-1][0],
+             "| --- |" + " ---: |" * (len(ns) + 1)]
+    impls = set(rereg) | {k[1] for k in skipped if k[0] == "Rereg"}
+    for impl in order(impls):
+        cells = []
+        for a in ns:
+            reps = rereg.get(impl, {}).get(a)
+            cells.append(fmt_us(median_time(reps)) if reps else "skipped")
+        last = rereg.get(impl, {}).get(ns[-1])
+        per = "%.0f" % (median_time(last) * 1000 / ns[-1][0]) if last else "—"
+        lines.append("| %s | %s | %s |" % (impl, " | ".join(cells), per))
+    return "\n".join(lines)
+
+
+def target_table(runs):
+    chain = runs.get("Chain", {})
+    args = (9900, 100)
+    floor = chain.get(REREG_FLOOR, {}).get(args, {})
+    lines = ["| implementation | measured | expected (issue 11) |",
+             "| --- | ---: | ---: |"]
+    for impl in order(set(chain) & set(EXPECTED)):
+        ratio = median_ratio(chain[impl].get(args, {}), floor)
+        lines.append("| %s | %s | %.2f |" % (
+            impl, "%.2f" % ratio if ratio else "—", EXPECTED[impl]))
+    return "\n".join(lines)
+
+
+def charts(runs, out_dir):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("chain_report.py: matplotlib missing, no charts "
+              "(scripts/ensure_packages.sh charts)", file=sys.stderr)
+        return []
+    written = []
+    chain = runs.get("Chain", {})
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)
+    for impl in order(chain):
+        points = sorted((a[0], median_time(r)) for a, r in chain[impl].items()
+                        if a[1] == 100)
+        if len(points) < 2:
+            continue
+        style = "-" if impl.startswith("ours") else (
+            ":" if impl.startswith("raw") else "--")
+        ax.plot([p[0] for p in points], [p[1] for p in points], style,
+                marker="o", label=impl, linewidth=2 if
+                impl.startswith("ours") else 1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("socketpairs N (A = 100 active, W = 1000 writes)")
+    ax.set_ylabel("time per round, dispatch only (µs)")
+    ax.set_title("//bench:event_chain (libevent's bench.c method)")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7, ncol=2)
+    path = os.path.join(out_dir, "event_chain_rounds.png")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    written.append(path)
+    plt.close(fig)
+
+    rereg = runs.get("Rereg", {})
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)
+    for impl in order(rereg):
+        points = sorted((a[0], median_time(r)) for a, r in rereg[impl].items())
+        if len(points) < 2:
+            continue
+        ax.plot([p[0] for p in points], [p[1] for p in points],
+                "-" if impl.startswith("ours") else "--", marker="o",
+                label=impl)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("socketpairs N")
+    ax.set_ylabel("removing and re-adding all N watchers (µs)")
+    ax.set_title("//bench:event_chain, Rereg")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7, ncol=2)
+    path = os.path.join(out_dir, "event_chain_rereg.png")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    written.append(path)
+    plt.close(fig)
+    return written
+
+
+def main(argv):
+    if len(argv) not in (3, 4):
+        print(__doc__, file=sys.stderr)
+        return 2
+    context, runs, skipped = load(argv[1])
+    out_dir = argv[2]
+    os.makedirs(out_dir, exist_ok=True)
+    reasons = sorted({"%s: %s" % (impl, msg) for (_, impl, _), msg in
+                      skipped.items()})
+    text = "\n\n".join([
+        "Time per round (µs, median of the repetitions) and, in brackets, "
+        "the ratio to raw epoll keeping its registrations in the same "
+        "repetition (median of the per-repetition ratios):",
+        chain_table(runs, skipped),
+        "Re-registering every watcher (remove, re-add, one loop iteration "
+        "to apply it), µs:",
+        rereg_table(runs, skipped),
+        "At N = 9 900, A = 100, relative to raw epoll re-registering each "
+        "round (bench.c re-adds every watcher before each round, untimed), "
+        "beside the figures issue 11 expected:",
+        target_table(runs),
+    ] + (["Skipped: " + "; ".join(reasons) + "."] if reasons else []) + [
+        "Machine: %s CPUs at %s MHz, %s; run %s." % (
+            context.get("num_cpus", "?"), context.get("mhz_per_cpu", "?"),
+            os.uname().release, context.get("date", "?")),
+    ])
+    with open(os.path.join(out_dir, "event_chain.md"), "w") as f:
+        f.write(text + "\n")
+    for path in charts(runs, out_dir):
+        print("wrote", path)
+    if len(argv) == 4:
+        with open(argv[3]) as f:
+            readme = f.read()
+        start, end = "<!-- event_chain tables -->", "<!-- /event_chain tables -->"
+        if start in readme and end in readme:
+            before = readme[:readme.index(start) + len(start)]
+            after = readme[readme.index(end):]
+            with open(argv[3], "w") as f:
+                f.write(before + "\n" + text + "\n" + after)
+            print("updated", argv[3])
+    print("wrote", os.path.join(out_dir, "event_chain.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
