@@ -116,11 +116,14 @@ class EpollBackend final : public Backend {
       if (errno != EINTR)
         internal::throw_errno(errno, "epoll backend: epoll_wait()");
     }
+    // Sized once and filled in place: no capacity check per event.
+    const size_t base = ready->size();
+    ready->resize(base + static_cast<size_t>(n));
+    ReadyEvent* out = ready->data() + base;
     for (int i = 0; i < n; ++i) {
-      ready->push_back(
-          {buffer_[static_cast<size_t>(i)].data.fd,
-           buffer_[static_cast<size_t>(i)].events &
-               (EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | EPOLLHUP)});
+      const epoll_event& e = buffer_[static_cast<size_t>(i)];
+      out[i] = {e.data.fd, e.events & (EPOLLIN | EPOLLPRI | EPOLLOUT |
+                                       EPOLLERR | EPOLLHUP)};
     }
     ready->insert(ready->end(), files_.begin(), files_.end());
     for (int fd : invalid_) ready->push_back({fd, events::kNval});

@@ -13,6 +13,7 @@
 
 #include "core/dispatcher.h"
 #include "core/internal/post_queue.h"
+#include "core/internal/readwrite.h"
 #include "core/internal/signal_source.h"
 
 namespace asyncore {
@@ -482,7 +483,7 @@ void ChannelMap::dispatch(const std::vector<ReadyEvent>& ready,
     if (trace >= 0) [[unlikely]] {
       trace_event(trace, wait_number, ev.fd, ch->registration(), ev.events);
     }
-    readwrite(*ch, ev.events);
+    internal::readwrite_inline(*ch, ev.events);
     // A handler ran a nested loop on this map: the rest of this list may be
     // stale (drained sockets). Readiness is level-triggered, so whatever is
     // still ready is reported again by the next wait.

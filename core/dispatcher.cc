@@ -16,6 +16,7 @@
 
 #include "backends/internal/throw_errno.h"
 #include "core/channel_map.h"
+#include "core/internal/readwrite.h"
 #include "core/log.h"
 
 namespace asyncore {
@@ -283,11 +284,16 @@ size_t Dispatcher::sent_or_closed(ssize_t n) {
 }
 
 size_t Dispatcher::recv_into(void* buf, size_t max) {
-  ssize_t n = socket_.recv_some(buf, max);
-  if (n > 0) {
+  const ssize_t n = socket_.recv_some(buf, max);
+  if (n > 0) [[likely]] {
     note_activity(/*sent=*/false);
     return static_cast<size_t>(n);
   }
+  return recv_ended(n);
+}
+
+// Out of line, so that the common path above needs no stack frame.
+size_t Dispatcher::recv_ended(ssize_t n) {
   if (n == 0) {  // EOF: the peer closed, or shut down its sending side
     handle_eof();
     return 0;
@@ -597,17 +603,12 @@ void exception(Dispatcher& obj) {
 }
 
 void readwrite(Dispatcher& obj, unsigned flags) {
-  const uint64_t registration = obj.registration();
-  // A registered channel that closed itself in an earlier step gets no more
-  // events (spec D1); a never-registered object keeps its generation.
-  auto open = [&] { return obj.registration() == registration; };
+  internal::readwrite_inline(obj, flags);
+}
+
+void internal::readwrite_failed(Dispatcher& obj) {
   try {
-    if (flags & events::kIn) obj.handle_read_event();
-    if ((flags & events::kOut) && open()) obj.handle_write_event();
-    if ((flags & events::kPri) && open()) obj.handle_expt_event();
-    if ((flags & (events::kHup | events::kErr | events::kNval)) && open()) {
-      obj.handle_close();
-    }
+    throw;
   } catch (const ExitNow&) {
     throw;
   } catch (const std::system_error& e) {

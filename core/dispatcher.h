@@ -282,6 +282,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   };
   // asyncore's send() result rules applied to a send syscall's return value.
   size_t sent_or_closed(ssize_t n);
+  // recv() returned 0 (EOF) or failed (errno): Python's rules.
+  [[gnu::noinline, gnu::cold]] size_t recv_ended(ssize_t n);
 
   // What few channels use, allocated on first use.
   struct Extras {

@@ -271,14 +271,6 @@ ssize_t Socket::send_vectored(const struct iovec* iov, int count) const {
   return n;
 }
 
-ssize_t Socket::recv_some(void* buf, size_t len) const {
-  ssize_t n;
-  do {
-    n = is_file_ ? ::read(fd_, buf, len) : ::recv(fd_, buf, len, 0);
-  } while (n < 0 && errno == EINTR);
-  return n;
-}
-
 ssize_t Socket::sendto(std::string_view data, const Address& to) const {
   ssize_t n;
   do {

@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -138,6 +140,15 @@ class Socket {
   int fd_ = -1;
   bool is_file_ = false;
 };
+
+// Here, not in socket.cc: it is on every read event's path.
+inline ssize_t Socket::recv_some(void* buf, size_t len) const {
+  ssize_t n;
+  do {
+    n = is_file_ ? ::read(fd_, buf, len) : ::recv(fd_, buf, len, 0);
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
 
 }  // namespace asyncore
 
