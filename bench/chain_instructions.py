@@ -10,7 +10,7 @@ collected / (passes x N). Everything in user space counts, the libc wrappers
 of recv/send included (the raw loops pay them too).
 
   bazel build -c opt //bench:event_chain
-  bench/chain_instructions.py bazel-bin/bench/event_chain [OUT.md]
+  bench/chain_instructions.py bazel-bin/bench/event_chain [OUT.md [README]]
 """
 import re
 import subprocess
@@ -53,7 +53,7 @@ def collected(binary, bench_filter, function):
 
 
 def main(argv):
-    if len(argv) not in (2, 3):
+    if len(argv) not in (2, 3, 4):
         print(__doc__, file=sys.stderr)
         return 2
     binary = argv[1]
@@ -73,9 +73,19 @@ def main(argv):
         print(rows[-1], flush=True)
     text = ("User-space instructions (callgrind, N = %d, A = %d, W = %d, %d "
             "rounds):\n\n" % (N, A, W, ROUNDS)) + "\n".join(rows) + "\n"
-    if len(argv) == 3:
+    if len(argv) >= 3:
         with open(argv[2], "w") as f:
             f.write(text)
+    if len(argv) == 4:  # README: the region between the markers
+        with open(argv[3]) as f:
+            readme = f.read()
+        start = "<!-- event_chain instructions -->"
+        end = "<!-- /event_chain instructions -->"
+        if start in readme and end in readme:
+            readme = (readme[:readme.index(start) + len(start)] + "\n" + text +
+                      readme[readme.index(end):])
+            with open(argv[3], "w") as f:
+                f.write(readme)
     return 0
 
 

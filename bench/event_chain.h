@@ -25,6 +25,9 @@ struct Chain {
   long fired = 0;     // bytes written this round (primes included)
   long writes = 0;    // write budget left
   long failures = 0;  // a recv or send that moved no byte
+  // Our channels own (and close) the read ends; the fd numbers stay here
+  // for the floor that watches the same pairs.
+  bool read_ends_adopted = false;
 
   explicit Chain(int n) {
     read_ends.reserve(n);
@@ -44,8 +47,8 @@ struct Chain {
   Chain(const Chain&) = delete;
   Chain& operator=(const Chain&) = delete;
   ~Chain() {
-    for (int fd : read_ends) {
-      if (fd >= 0) ::close(fd);  // -1: owned by a channel
+    if (!read_ends_adopted) {
+      for (int fd : read_ends) ::close(fd);
     }
     for (int fd : write_ends) ::close(fd);
   }

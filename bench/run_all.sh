@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks side by side and writes their tables and charts:
-#   bench/run_all.sh            # about 10 minutes on 2 cores
+#   bench/run_all.sh            # about 15 minutes on 2 cores
 #   bench/run_all.sh --smoke    # seconds: each benchmark once, tiny sizes (CI)
 # Output: bench/results/ (JSON, event_chain.md, PNG charts); bench/README.md's
 # event_chain tables are rewritten from the same run.
@@ -14,10 +14,10 @@ case "${1-}" in
   *) echo "usage: bench/run_all.sh [--smoke]" >&2; exit 2 ;;
 esac
 
-scripts/ensure_packages.sh bench charts
+scripts/ensure_packages.sh bench bench_run
 log="${TMPDIR:-/tmp}/asyncorepp-bench.log"
 if ! ./bazelw build -c opt //bench:event_chain //bench:loop_scaling \
-    >"$log" 2>&1; then
+    //bench:echo_load //bench:echo_peers //examples:echo_server >"$log" 2>&1; then
   cat "$log" >&2
   exit 1
 fi
@@ -36,6 +36,8 @@ if [ "$smoke" = 1 ]; then
     --benchmark_out="$out/loop_scaling.json" --benchmark_out_format=json \
     >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
   "$py" bench/chain_report.py "$out/event_chain.json" "$out" >/dev/null
+  "$py" bench/echo_bench.py bazel-bin "$out" --smoke >"$log" 2>&1 ||
+    { cat "$log" >&2; exit 1; }
   # A smoke run must have measured every implementation, skipped none.
   "$py" - "$out/event_chain.json" <<'PY'
 import json, sys
@@ -44,7 +46,7 @@ errors = [b["name"] + ": " + b.get("error_message", "")
           for b in runs if b.get("error_occurred")]
 if errors or not runs:
     sys.exit("event_chain smoke run failed: " + ("; ".join(errors) or "no runs"))
-print("bench smoke: %d event_chain runs, loop_scaling ok" % len(runs))
+print("bench smoke: %d event_chain runs, loop_scaling and echo ok" % len(runs))
 PY
   exit 0
 fi
@@ -53,8 +55,9 @@ mkdir -p "$out"
 # Repetitions interleaved: each implementation and its floor are measured
 # in the same process run, alternating, so drift hits them alike.
 flags=(--benchmark_repetitions=3 --benchmark_enable_random_interleaving=true)
-echo "event_chain (about 6 minutes)..."
-"$bin/event_chain" "${flags[@]}" --benchmark_out="$out/event_chain.json" \
+echo "event_chain (about 7 minutes)..."
+"$bin/event_chain" "${flags[@]}" --benchmark_min_time=0.2 \
+  --benchmark_out="$out/event_chain.json" \
   --benchmark_out_format=json > "$out/event_chain.txt"
 echo "loop_scaling (about 2 minutes)..."
 "$bin/loop_scaling" "${flags[@]}" --benchmark_report_aggregates_only=true \
@@ -62,6 +65,9 @@ echo "loop_scaling (about 2 minutes)..."
   > "$out/loop_scaling.txt"
 "$py" bench/chain_report.py "$out/event_chain.json" "$out" bench/README.md
 echo "instructions per event (callgrind, about 1 minute)..."
-"$py" bench/chain_instructions.py "$bin/event_chain" "$out/event_chain_instructions.md
+"$py" bench/chain_instructions.py "$bin/event_chain" \
+  "$out/event_chain_instructions.md" bench/README.md
+echo "echo servers under load (about 4 minutes)..."
+"$py" bench/echo_bench.py bazel-bin "$out" --readme bench/README.md
 { nproc; grep -m1 'model name' /proc/cpuinfo; uname -sr; } > "$out/machine.txt"
 echo "results in $out/"

@@ -7,7 +7,8 @@
 # Jobs: build, test (GoogleTest, Benchmark and the clients the integration
 # tests drive), bench (the benchmarks and the peer libraries they compare
 # with), fuzz (clang's libFuzzer), cmake, kqueue (what builds libkqueue),
-# stress (valgrind), format (clang-format), charts (bench/run_all.sh's PNGs).
+# stress (valgrind), format (clang-format), bench_run (what bench/run_all.sh
+# uses beyond the benchmarks: matplotlib for the charts, strace, callgrind).
 # Prints one line when it installs; apt's own output goes to a log file whose
 # path that line names. Exits 1 naming the packages apt could not install.
 set -euo pipefail
@@ -37,7 +38,9 @@ declare -A job_packages=(
   [stress]="valgrind:/usr/bin/valgrind
             python3:/usr/bin/python3"
   [format]="clang-format:/usr/bin/clang-format"
-  [charts]="python3-matplotlib:/usr/lib/python3/dist-packages/matplotlib"
+  [bench_run]="python3-matplotlib:/usr/lib/python3/dist-packages/matplotlib
+               strace:/usr/bin/strace
+               valgrind:/usr/bin/valgrind"
 )
 
 missing=()
