@@ -72,9 +72,6 @@ struct Features {
   // A registered fd closed without update() is reported as kNval. epoll and
   // kqueue cannot: the kernel forgets an fd when it is closed.
   bool reports_closed_fds = false;
-  // Regular files are reported always ready for what they want, as poll(2)
-  // does (epoll cannot watch them; kqueue's EVFILT_READ means "before EOF").
-  bool regular_files_always_ready = true;
   // fds at or above this cannot be watched at all (select's FD_SETSIZE);
   // 0 when the process's descriptor limit is the only limit.
   int fd_limit = 0;
@@ -117,7 +114,9 @@ std::unique_ptr<Backend> make_poll_backend();
 std::unique_ptr<Backend> make_epoll_backend();
 #endif
 #if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
-    defined(__NetBSD__) || defined(__DragonFly__)
+    defined(__NetBSD__) || defined(__DragonFly__) ||                    \
+    defined(ASYNCOREPP_LIBKQUEUE)
+// ASYNCOREPP_LIBKQUEUE: Linux with libkqueue, for the tests only.
 #define ASYNCOREPP_HAVE_KQUEUE 1
 std::unique_ptr<Backend> make_kqueue_backend();
 #endif

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "backends/backend.h"
+#include "backends/internal/always_ready_files.h"
 #include "backends/internal/deadline.h"
 #include "backends/internal/throw_errno.h"
 
@@ -52,17 +53,7 @@ class EpollBackend final : public Backend {
       }
       return;
     }
-    auto file = std::find_if(files_.begin(), files_.end(),
-                             [fd](const ReadyEvent& e) { return e.fd == fd; });
-    if (file != files_.end()) {  // a regular file: never in the epoll set
-      if (want == 0) {
-        *file = files_.back();
-        files_.pop_back();
-      } else {
-        file->events = file_events(want);
-      }
-      return;
-    }
+    if (files_.update(fd, new_mask)) return;  // never in the epoll set
     if (want == 0) {
       // ENOENT/EBADF: already gone (closed behind our back); nothing to undo.
       if (ctl(EPOLL_CTL_DEL, fd, 0) < 0 && errno != ENOENT && errno != EBADF) {
@@ -88,7 +79,7 @@ class EpollBackend final : public Backend {
       return;
     }
     if (op == EPOLL_CTL_ADD && errno == EPERM) {
-      files_.push_back({fd, file_events(want)});
+      files_.add(fd, new_mask);  // a regular file
       return;
     }
     if (errno == EBADF) {
@@ -125,7 +116,7 @@ class EpollBackend final : public Backend {
       out[i] = {e.data.fd, e.events & (EPOLLIN | EPOLLPRI | EPOLLOUT |
                                        EPOLLERR | EPOLLHUP)};
     }
-    ready->insert(ready->end(), files_.begin(), files_.end());
+    files_.report(ready);
     for (int fd : invalid_) ready->push_back({fd, events::kNval});
   }
 
@@ -137,9 +128,6 @@ class EpollBackend final : public Backend {
     return ev;
   }
 
-  // What poll(2) reports for a regular file: always readable and writable.
-  static unsigned file_events(uint32_t ev) { return ev & (EPOLLIN | EPOLLOUT); }
-
   int ctl(int op, int fd, uint32_t ev) {
     epoll_event e{};
     e.events = ev;
@@ -150,8 +138,8 @@ class EpollBackend final : public Backend {
   int epfd_;
   int registered_ = 0;
   std::vector<epoll_event> buffer_;
-  std::vector<ReadyEvent> files_;  // regular files: fd and the events they want
-  std::vector<int> invalid_;       // closed behind our back: reported as NVAL
+  internal::AlwaysReadyFiles files_;  // regular files (EPERM from epoll)
+  std::vector<int> invalid_;  // closed behind our back: reported as NVAL
 };
 
 }  // namespace

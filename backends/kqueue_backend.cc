@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "backends/internal/always_ready_files.h"
 #include "backends/internal/deadline.h"
 #include "backends/internal/kqueue_logic.h"
 #include "backends/internal/throw_errno.h"
@@ -49,14 +50,18 @@ class KqueueBackend final : public Backend {
 
   std::string_view name() const override { return "kqueue"; }
   Features features() const override {
-    // Regular files go to the kernel, whose EVFILT_READ fires only before
-    // EOF (unlike poll's "always ready").
-    return {.o1_wait = true,
-            .oob_data = kHaveOob,
-            .regular_files_always_ready = false};
+    return {.o1_wait = true, .oob_data = kHaveOob};
   }
 
   void update(int fd, unsigned old_mask, unsigned new_mask) override {
+    // Regular files stay out of the kernel, whose EVFILT_READ fires only
+    // before EOF: always ready, as poll(2) has them.
+    if (files_.update(fd, new_mask)) return;
+    if (old_mask == kInterestNone && new_mask != kInterestNone &&
+        internal::AlwaysReadyFiles::is_regular_file(fd)) {
+      files_.add(fd, new_mask);
+      return;
+    }
     size_t before = pending_.size();
     kq::append_changes(fd, old_mask, new_mask, &pending_);
     if (new_mask == kInterestNone && pending_.size() > before) {
@@ -68,6 +73,7 @@ class KqueueBackend final : public Backend {
   }
 
   void wait(Timeout timeout, std::vector<ReadyEvent>* ready) override {
+    if (!files_.empty()) timeout = std::chrono::nanoseconds(0);
     changes_.clear();
     for (const kq::Change& c : pending_) changes_.push_back(to_kevent(c));
     pending_.clear();
@@ -96,6 +102,7 @@ class KqueueBackend final : public Backend {
            static_cast<uint32_t>(k.fflags), static_cast<intptr_t>(k.data)});
     }
     kq::merge_results(results_.data(), n, ready, &index_);
+    files_.report(ready);
   }
 
  private:
@@ -126,6 +133,7 @@ class KqueueBackend final : public Backend {
   std::vector<struct kevent> changes_, out_;
   std::vector<kq::Result> results_;
   std::vector<int> index_;
+  internal::AlwaysReadyFiles files_;
 };
 
 }  // namespace

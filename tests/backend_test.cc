@@ -807,11 +807,19 @@ TEST(KqueueLogicTest, FlagMapping) {
   // Clean EOF: just readable (recv() then sees the 0).
   EXPECT_EQ(merge({{3, kq::kFilterRead, kq::kEof, 0, 0}}, &index),
             (std::vector<ReadyEvent>{{3, ev::kIn}}));
-  // EOF carrying a socket error adds ERR, on either filter.
+  // EOF carrying a socket error (a reset) is ERR and HUP, on either filter.
   EXPECT_EQ(merge({{3, kq::kFilterRead, kq::kEof, ECONNRESET, 0}}, &index),
-            (std::vector<ReadyEvent>{{3, ev::kIn | ev::kErr}}));
+            (std::vector<ReadyEvent>{{3, ev::kIn | ev::kErr | ev::kHup}}));
   EXPECT_EQ(merge({{3, kq::kFilterWrite, kq::kEof, EPIPE, 0}}, &index),
-            (std::vector<ReadyEvent>{{3, ev::kOut | ev::kErr}}));
+            (std::vector<ReadyEvent>{{3, ev::kOut | ev::kErr | ev::kHup}}));
+  // A clean EOF on both filters (the peer's FIN after our own shutdown) is
+  // HUP; on the write filter alone (our own shutdown) it is not.
+  EXPECT_EQ(merge({{3, kq::kFilterRead, kq::kEof, 0, 0},
+                   {3, kq::kFilterWrite, kq::kEof, 0, 0}},
+                  &index),
+            (std::vector<ReadyEvent>{{3, ev::kIn | ev::kOut | ev::kHup}}));
+  EXPECT_EQ(merge({{3, kq::kFilterWrite, kq::kEof, 0, 0}}, &index),
+            (std::vector<ReadyEvent>{{3, ev::kOut}}));
   // Failed changes.
   EXPECT_EQ(merge({{3, kq::kFilterRead, kq::kError, 0, EBADF}}, &index),
             (std::vector<ReadyEvent>{{3, ev::kNval}}));

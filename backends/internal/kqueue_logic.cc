@@ -14,6 +14,17 @@ void append_changes(int fd, unsigned old_mask, unsigned new_mask,
   filter(kInterestWrite, kFilterWrite);
 }
 
+namespace {
+
+// While merging: which filters saw EV_EOF, and whether one carried a socket
+// error (bits above every events:: bit, cleared before returning).
+constexpr unsigned kReadEof = 1u << 29;
+constexpr unsigned kWriteEof = 1u << 30;
+constexpr unsigned kEofError = 1u << 31;
+constexpr unsigned kMergeBits = kReadEof | kWriteEof | kEofError;
+
+}  // namespace
+
 void merge_results(const Result* results, int count,
                    std::vector<ReadyEvent>* ready, std::vector<int>* index) {
   const size_t first = ready->size();
@@ -26,13 +37,15 @@ void merge_results(const Result* results, int count,
     } else if (r.filter == kFilterRead) {
       ev = events::kIn;
       if (r.flags & kOobData) ev |= events::kPri;
+      if (r.flags & kEof) ev |= kReadEof;
     } else if (r.filter == kFilterWrite) {
       ev = events::kOut;
+      if (r.flags & kEof) ev |= kWriteEof;
     } else {
       continue;
     }
     if (!(r.flags & kError) && (r.flags & kEof) && r.fflags != 0) {
-      ev |= events::kErr;
+      ev |= events::kErr | kEofError;
     }
     if (r.fd < 0) continue;
     size_t slot = static_cast<size_t>(r.fd);
@@ -46,6 +59,18 @@ void merge_results(const Result* results, int count,
       at = static_cast<int>(ready->size());
       ready->push_back({r.fd, ev});
     }
+  }
+  // poll(2)'s POLLHUP: the connection can neither receive nor send. That is
+  // EOF carrying a socket error (a reset), or EOF on both filters (the
+  // peer's FIN after our own shutdown). EOF on the read filter alone is a
+  // half-close (POLLIN only), and on the write filter alone our own
+  // shutdown(SHUT_WR) (FreeBSD sets EV_EOF there; poll reports POLLOUT).
+  for (size_t i = first; i < ready->size(); ++i) {
+    unsigned& ev = (*ready)[i].events;
+    if ((ev & kEofError) || ((ev & kReadEof) && (ev & kWriteEof))) {
+      ev |= events::kHup;
+    }
+    ev &= ~kMergeBits;
   }
 }
 
