@@ -148,56 +148,45 @@ def charts(runs, out_dir):
         print("chain_report.py: matplotlib missing, no charts "
               "(scripts/ensure_packages.sh bench_run)", file=sys.stderr)
         return []
-    written = []
-    chain = runs.get("Chain", {})
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    ax.set_prop_cycle(color=plt.cm.tab20.colors)
-    for impl in order(chain):
-        points = sorted((a[0], median_time(r)) for a, r in chain[impl].items()
-                        if a[1] == 100)
-        if len(points) < 2:
-            continue
-        style = "-" if impl.startswith("ours") else (
-            ":" if impl.startswith("raw") else "--")
-        ax.plot([p[0] for p in points], [p[1] for p in points], style,
-                marker="o", label=impl, linewidth=2 if
-                impl.startswith("ours") else 1)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("socketpairs N (A = 100 active, W = 1000 writes)")
-    ax.set_ylabel("time per round, dispatch only (µs)")
-    ax.set_title("//bench:event_chain (libevent's bench.c method)")
-    ax.grid(True, which="both", alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=7, ncol=2)
-    path = os.path.join(out_dir, "event_chain_rounds.png")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    written.append(path)
-    plt.close(fig)
 
-    rereg = runs.get("Rereg", {})
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    ax.set_prop_cycle(color=plt.cm.tab20.colors)
-    for impl in order(rereg):
-        points = sorted((a[0], median_time(r)) for a, r in rereg[impl].items())
-        if len(points) < 2:
-            continue
-        ax.plot([p[0] for p in points], [p[1] for p in points],
-                "-" if impl.startswith("ours") else "--", marker="o",
-                label=impl)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("socketpairs N")
-    ax.set_ylabel("removing and re-adding all N watchers (µs)")
-    ax.set_title("//bench:event_chain, Rereg")
-    ax.grid(True, which="both", alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=7, ncol=2)
-    path = os.path.join(out_dir, "event_chain_rereg.png")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    written.append(path)
-    plt.close(fig)
-    return written
+    def log_log_chart(family, keep, xlabel, ylabel, title, name):
+        """One line per implementation: median time against N, for the
+        argument tuples `keep` accepts."""
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
+        results = runs.get(family, {})
+        for impl in order(results):
+            points = sorted((a[0], median_time(r))
+                            for a, r in results[impl].items() if keep(a))
+            if len(points) < 2:
+                continue
+            ours = impl.startswith("ours")
+            style = "-" if ours else (":" if impl.startswith("raw") else "--")
+            ax.plot([p[0] for p in points], [p[1] for p in points], style,
+                    marker="o", label=impl, linewidth=2 if ours else 1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7, ncol=2)
+        path = os.path.join(out_dir, name)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+    return [
+        log_log_chart("Chain", lambda a: a[1] == 100,
+                      "socketpairs N (A = 100 active, W = 1000 writes)",
+                      "time per round, dispatch only (µs)",
+                      "//bench:event_chain (libevent's bench.c method)",
+                      "event_chain_rounds.png"),
+        log_log_chart("Rereg", lambda a: True, "socketpairs N",
+                      "removing and re-adding all N watchers (µs)",
+                      "//bench:event_chain, Rereg", "event_chain_rereg.png"),
+    ]
 
 
 def main(argv):

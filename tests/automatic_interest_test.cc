@@ -137,19 +137,44 @@ void expect_in_sync(C& ch, const char* where) {
   EXPECT_EQ(ch.declared_writable(), ch.writable()) << "writable at " << where;
 }
 
-// A DispatcherWithSend that checks the invariant in every handler, before
-// and after the library's own handling; overrides no predicate.
-class CheckedSend : public asyncore::DispatcherWithSend {
+// A library class that checks the invariant in every handler, before and
+// after the library's own handling, and records the calls; overrides no
+// predicate, so the library declares its interest.
+template <class Base>
+class Checked : public Base {
  public:
-  using DispatcherWithSend::DispatcherWithSend;
+  using Base::Base;
   std::vector<std::string>* calls = nullptr;
-  std::string received;
 
   void note(const char* what) {
     if (calls) calls->push_back(what);
+    // Declared by make<T>() unless switched off (else the check is void).
+    EXPECT_EQ(this->automatic_interest(),
+              asyncore::automatic_declared_interest())
+        << what;
     expect_in_sync(*this, what);
   }
   void handle_connect() override { note("connect"); }
+  void handle_write() override {
+    note("write");
+    Base::handle_write();
+    expect_in_sync(*this, "after write");
+  }
+  void handle_eof() override {
+    note("eof");
+    Base::handle_eof();
+  }
+  void handle_error() override {
+    note("error");
+    this->close();
+  }
+};
+
+class CheckedSend : public Checked<asyncore::DispatcherWithSend> {
+ public:
+  using Checked::Checked;
+  std::string received;
+
   void handle_read() override {
     note("read");
     char buf[4096];
@@ -159,37 +184,18 @@ class CheckedSend : public asyncore::DispatcherWithSend {
     }
     expect_in_sync(*this, "after read");
   }
-  void handle_write() override {
-    note("write");
-    DispatcherWithSend::handle_write();
-    expect_in_sync(*this, "after write");
-  }
-  void handle_eof() override {
-    note("eof");
-    DispatcherWithSend::handle_eof();
-  }
   void handle_close() override {
     note("close");
     close();
   }
-  void handle_error() override {
-    note("error");
-    close();
-  }
 };
 
-class CheckedChat : public asynchat::AsyncChat {
+class CheckedChat : public Checked<asynchat::AsyncChat> {
  public:
-  using AsyncChat::AsyncChat;
-  std::vector<std::string>* calls = nullptr;
+  using Checked::Checked;
   std::vector<std::string> lines;
   std::string line;
 
-  void note(const char* what) {
-    if (calls) calls->push_back(what);
-    expect_in_sync(*this, what);
-  }
-  void handle_connect() override { note("connect"); }
   void collect_incoming_data(std::string_view data) override {
     note("collect");
     line.append(data);
@@ -204,22 +210,9 @@ class CheckedChat : public asynchat::AsyncChat {
     if (lines.back() == "discard") discard_buffers();
     expect_in_sync(*this, "after found");
   }
-  void handle_write() override {
-    note("write");
-    AsyncChat::handle_write();
-    expect_in_sync(*this, "after write");
-  }
-  void handle_eof() override {
-    note("eof");
-    AsyncChat::handle_eof();
-  }
   void handle_close() override {
     note("close");
     AsyncChat::handle_close();
-  }
-  void handle_error() override {
-    note("error");
-    close();
   }
 };
 
