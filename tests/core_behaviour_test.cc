@@ -805,6 +805,106 @@ TEST_P(CoreBehaviour, S15_EmfileWithDefaultHandleErrorClosesListener) {
   EXPECT_EQ(failure, "");
 }
 
+// --- Python's documented behaviours that nothing else pins ---------------
+
+// asyncore's handle_read_event: the read event that completes a connect (a
+// client whose writable() is false can learn of it no other way) goes on
+// into handle_read() in the same event, after handle_connect().
+TEST_P(CoreBehaviour, ReadEventCompletingConnectGoesOnToHandleRead) {
+  Address addr;
+  Socket listener = listening_socket(&addr);
+  auto ch = make<Recorder>(&map());  // readable, never writable
+  std::vector<Kind> order;
+  ch->hook[kConnect] = [&](Recorder&) { order.push_back(kConnect); };
+  ch->hook[kRead] = [&](Recorder& self) {
+    order.push_back(kRead);
+    self.drain();
+  };
+  ch->create_socket(AF_INET);
+  ch->connect(addr);
+  ASSERT_TRUE(wait_fd(listener.fileno(), POLLIN));
+  Socket accepted(::accept(listener.fileno(), nullptr, nullptr));
+  ASSERT_TRUE(accepted.is_open());
+  write_all(accepted, "x");
+  ASSERT_TRUE(wait_fd(ch->fileno(), POLLIN));
+  iterate(map());  // one iteration, one read event
+  EXPECT_EQ(order, (std::vector<Kind>{kConnect, kRead}));
+  EXPECT_EQ(ch->stats->data, "x");
+  EXPECT_TRUE(ch->connected());
+  ch->close();
+}
+
+// handle_accept() accepts once per readiness event, as Python's does: three
+// queued connections take three iterations.
+TEST_P(CoreBehaviour, ListenerAcceptsOncePerReadinessEvent) {
+  auto server = make<Recorder>(&map());
+  const Address path = listen_on(*server, AF_UNIX);
+  std::vector<Socket> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(Socket::create(AF_UNIX));
+    // AF_UNIX: connect() returns once the connection is queued.
+    ASSERT_EQ(::connect(clients.back().fileno(), path.data(), path.size()), 0)
+        << std::strerror(errno);
+  }
+  for (int i = 1; i <= 3; ++i) {
+    iterate(map());
+    EXPECT_EQ(server->stats->accepted, i) << "after iteration " << i;
+  }
+  server->close();
+  ::unlink(path.host().c_str());
+}
+
+// handle_expt_event() reads SO_ERROR first: a pending socket error closes
+// the channel (handle_close) instead of reaching handle_expt(); with none,
+// handle_expt() runs.
+TEST_P(CoreBehaviour, ExptEventWithPendingSocketErrorCloses) {
+  auto [mine, peer] = tcp_pair();
+  auto ch = make<Recorder>(std::move(mine), &map());
+  reset_on_close(peer.fileno());
+  peer.close();
+  ASSERT_TRUE(wait_fd(ch->fileno(), POLLERR));  // ECONNRESET is pending
+  ch->handle_expt_event();
+  EXPECT_EQ(ch->stats->calls[kExpt], 0);
+  EXPECT_EQ(ch->stats->closes(), 1);
+  EXPECT_TRUE(ch->closed);
+
+  auto [quiet, quiet_peer] = tcp_pair();
+  auto other = make<Recorder>(std::move(quiet), &map());
+  other->hook[kExpt] = [](Recorder&) {};
+  other->handle_expt_event();
+  EXPECT_EQ(other->stats->calls[kExpt], 1);
+  EXPECT_EQ(other->stats->closes(), 0);
+  other->close();
+}
+
+// DispatcherWithSend::writable() is true while not connected, whatever its
+// buffer (Python: `not self.connected or len(self.out_buffer)`), so that the
+// write event completing a connect is asked for; once connected and empty,
+// false.
+TEST_P(CoreBehaviour, DispatcherWithSendIsWritableUntilConnected) {
+  Address addr;
+  Socket listener = listening_socket(&addr);
+  auto asked = make<SendRecorder>(&map());
+  asked->want_write = std::nullopt;  // DispatcherWithSend's own answer
+  auto automatic = make<asyncore::DispatcherWithSend>(&map());
+  for (asyncore::DispatcherWithSend* ch :
+       {static_cast<asyncore::DispatcherWithSend*>(asked.get()),
+        automatic.get()}) {
+    ch->create_socket(AF_INET);
+    EXPECT_TRUE(ch->writable()) << "not connected, nothing queued";
+    ch->connect(addr);
+    EXPECT_TRUE(ch->writable()) << "connecting, nothing queued";
+  }
+  // No data ever comes: only the write event can complete the connects.
+  ASSERT_TRUE(loop_until(
+      map(), [&] { return asked->connected() && automatic->connected(); }));
+  EXPECT_EQ(asked->stats->calls[kConnect], 1);
+  EXPECT_FALSE(asked->writable()) << "connected, nothing queued";
+  EXPECT_FALSE(automatic->writable()) << "connected, nothing queued";
+  asked->close();
+  automatic->close();
+}
+
 // S16 (D2): the select backend refuses an fd >= FD_SETSIZE with a
 // system_error naming the backends that can watch it; the others watch it.
 TEST_P(CoreBehaviour, S16_SelectRefusesFdAboveFdSetsize) {
