@@ -114,7 +114,7 @@ std::unique_ptr<Backend> make_poll_backend();
 std::unique_ptr<Backend> make_epoll_backend();
 #endif
 #if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
-    defined(__NetBSD__) || defined(__DragonFly__) ||                    \
+    defined(__NetBSD__) || defined(__DragonFly__) ||                      \
     defined(ASYNCOREPP_LIBKQUEUE)
 // ASYNCOREPP_LIBKQUEUE: Linux with libkqueue, for the tests only.
 #define ASYNCOREPP_HAVE_KQUEUE 1
