@@ -20,6 +20,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -401,15 +402,40 @@ TEST_P(BackendTest, ForeverReturnsWhenAnFdIsReady) {
   b().update(a.fileno(), kRead, kNone);
 }
 
+// Waits until thread `tid` sleeps inside a system call (for the callers: the
+// backend's wait), as /proc shows it: a writer that must not send before
+// the wait has started waits on this instead of sleeping for a while.
+bool blocked_in_syscall(pid_t tid) {
+  const std::string task = "/proc/self/task/" + std::to_string(tid);
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (Clock::now() < deadline) {
+    std::ifstream syscall(task + "/syscall"), stat(task + "/stat");
+    std::string number, stat_line;
+    syscall >> number;
+    std::getline(stat, stat_line);
+    // stat: "tid (name) S ..."; the state follows the last ')'.
+    const size_t paren = stat_line.rfind(')');
+    const char state =
+        paren != std::string::npos && paren + 2 < stat_line.size()
+            ? stat_line[paren + 2]
+            : '?';
+    if (!number.empty() && number != "running" && state == 'S') return true;
+    std::this_thread::yield();
+  }
+  return false;
+}
+
 TEST_P(BackendTest, ForeverWakesWhenDataArrives) {
   auto [a, peer] = Socket::pair();
   b().update(a.fileno(), kNone, kRead);
-  std::thread writer([fd = peer.fileno()] {
-    std::this_thread::sleep_for(milliseconds(30));
+  std::atomic<bool> blocked{false};
+  std::thread writer([fd = peer.fileno(), waiter = ::gettid(), &blocked] {
+    blocked = blocked_in_syscall(waiter);
     (void)!::send(fd, "x", 1, MSG_NOSIGNAL);
   });
   auto m = wait_map(b(), std::nullopt);
   writer.join();
+  EXPECT_TRUE(blocked) << "the wait never blocked";
   EXPECT_EQ(events_of(m, a.fileno()), ev::kIn);
   b().update(a.fileno(), kRead, kNone);
 }
@@ -497,9 +523,14 @@ TEST_P(BackendTest, EintrDuringForeverWaitIsNotAnEvent) {
   std::map<int, unsigned> m;
   {
     AlarmStorm storm(::pthread_self());
-    // The data ends the wait; an early return would come with no events.
-    std::thread writer([fd = peer.fileno()] {
-      std::this_thread::sleep_for(milliseconds(100));
+    // The data ends the wait once the wait has been interrupted twice; an
+    // early return would come with no events.
+    std::thread writer([fd = peer.fileno(), waiter = ::gettid()] {
+      blocked_in_syscall(waiter);
+      const int seen = g_alarms.load();
+      for (int i = 0; i < 2000 && g_alarms.load() < seen + 2; ++i) {
+        std::this_thread::sleep_for(milliseconds(1));  // bounded: 2 s
+      }
       (void)!::send(fd, "x", 1, MSG_NOSIGNAL);
     });
     EXPECT_NO_THROW(m = wait_map(b(), std::nullopt));
