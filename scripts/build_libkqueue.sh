@@ -5,17 +5,21 @@
 # WORKSPACE's @libkqueue repository finds it (--config=libkqueue).
 #   scripts/build_libkqueue.sh        # once; about 20 s; does nothing if built
 # The tarball is looked for in $ASYNCOREPP_THIRD_PARTY, then ../shared/
-# third_party next to this repository. Exits 3 (and says so) when it is
-# nowhere, so that CI can report the kqueue job as not run.
+# third_party next to this repository (or next to the one a local clone
+# came from). Exits 3 (and says so) when it is nowhere, so that CI can
+# report the kqueue job as not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 dest="$root/third_party/libkqueue"
 [ -f "$dest/install/lib/libkqueue.a" ] && exit 0
 
+# A local clone also looks next to the repository it was cloned from.
+origin=$(git config --get remote.origin.url 2>/dev/null || true)
+[ -d "$origin" ] || origin="$root"
 tarball=""
 for dir in ${ASYNCOREPP_THIRD_PARTY:+"$ASYNCOREPP_THIRD_PARTY"} \
-           "$root/../shared/third_party" "$(git rev-parse --show-toplevel 2>/dev/null || echo "$root")/../shared/third_party"; do
+           "$root/../shared/third_party" "$origin/../shared/third_party"; do
   for f in "$dir"/libkqueue-*.tar.gz; do
     [ -f "$f" ] && tarball="$f" && break 2
   done
