@@ -245,14 +245,20 @@ void AsyncChat::initiate_send() {
 
 void AsyncChat::send_gathered() {
   // Consecutive buffers from the head, up to ac_out_buffer_size bytes; a
-  // producer or a close marker ends the run.
+  // producer or a close marker ends the run. On a stream the gathering is
+  // invisible to the peer (the bytes and their order are the same, only
+  // the number of sends differs); where each send is a message (SOCK_DGRAM)
+  // it would merge messages, so there the head goes alone, as in Python:
+  // one push (or ac_out_buffer_size of it) per datagram, an empty push an
+  // empty datagram.
   iovec iov[kMaxGather];
   int count = 0;
   size_t total = 0;
   const size_t limit = ac_out_buffer_size ? ac_out_buffer_size : 1;
+  const int most = socket().sends_messages() ? 1 : kMaxGather;
   for (size_t i = 0; i < fifo_.size(); ++i) {
     const Entry& e = fifo_[i];
-    if (count == kMaxGather || total == limit || e.producer || e.close) break;
+    if (count == most || total == limit || e.producer || e.close) break;
     size_t len = e.data.size() - e.sent;
     if (len > limit - total) len = limit - total;
     iov[count].iov_base = const_cast<char*>(e.data.data() + e.sent);

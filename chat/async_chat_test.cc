@@ -1187,6 +1187,58 @@ TEST_P(AsynchatLoop, DiscardBuffersMidTransfer) {
   p.chat->close();
 }
 
+// Output gathering (docs/deviations.md): pushes queued before the channel
+// can send go out in one send on a stream, and one per datagram, in order,
+// an empty push an empty datagram, where each send is a message (Python's
+// behaviour there, which it has everywhere).
+class CountingChat : public TestChat {
+ public:
+  using TestChat::TestChat;
+  void handle_write() override {
+    ++write_events;
+    TestChat::handle_write();
+  }
+  int write_events = 0;
+};
+
+std::vector<std::string> gathered_sends(ChannelMap& map, int type,
+                                        int* write_events) {
+  auto [mine, peer] = Socket::pair(AF_UNIX, type);
+  auto chat = asyncore::make<CountingChat>(&map);  // no socket: pushes queue
+  for (const char* s : {"ab", "cd", "", "ef"}) chat->push(s);
+  chat->ac_out_buffer_size = 3;  // "abc", "def" on a stream
+  chat->set_socket(std::move(mine));
+  std::vector<std::string> messages;
+  for (int i = 0; i < 20 && chat->queued_entries() > 0; ++i) {
+    iterate(map, 1.0);
+  }
+  char buf[64];
+  for (ssize_t n;
+       (n = ::recv(peer.fileno(), buf, sizeof buf, MSG_DONTWAIT)) >= 0;) {
+    messages.emplace_back(buf, static_cast<size_t>(n));
+    if (type == SOCK_STREAM && n == 0) break;
+  }
+  *write_events = chat->write_events;
+  chat->close();
+  return messages;
+}
+
+TEST_P(AsynchatLoop, StreamGathersQueuedPushes) {
+  int writes = 0;
+  const auto got = gathered_sends(map(), SOCK_STREAM, &writes);
+  std::string bytes;
+  for (const std::string& s : got) bytes += s;
+  EXPECT_EQ(bytes, "abcdef");
+  EXPECT_EQ(writes, 2);  // ac_out_buffer_size 3: two sends, not four
+}
+
+TEST_P(AsynchatLoop, DatagramSendsOnePushPerMessage) {
+  int writes = 0;
+  const auto got = gathered_sends(map(), SOCK_DGRAM, &writes);
+  EXPECT_EQ(got, (std::vector<std::string>{"ab", "cd", "", "ef"}));
+  EXPECT_EQ(writes, 4);
+}
+
 // The input side: a held terminator prefix and the incoming helper buffer go.
 TEST(AsynchatIssue, DiscardBuffersDropsBufferedInput) {
   ChannelMap map;

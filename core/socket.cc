@@ -197,8 +197,22 @@ Socket& Socket::operator=(Socket&& other) noexcept {
     reset();
     fd_ = std::exchange(other.fd_, -1);
     is_file_ = other.is_file_;
+    datagram_ = other.datagram_;
   }
   return *this;
+}
+
+bool Socket::sends_messages() const {
+  if (datagram_ < 0) {
+    int type = SOCK_STREAM;
+    socklen_t len = sizeof type;
+    if (is_file_ ||
+        ::getsockopt(fd_, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
+      type = SOCK_STREAM;  // a file, or not a socket: a byte stream
+    }
+    datagram_ = type == SOCK_DGRAM || type == SOCK_SEQPACKET;
+  }
+  return datagram_ == 1;
 }
 
 void Socket::reset() noexcept {

@@ -93,7 +93,9 @@ class Socket {
   explicit Socket(int fd) noexcept : fd_(fd) {}
   ~Socket() { reset(); }
   Socket(Socket&& other) noexcept
-      : fd_(std::exchange(other.fd_, -1)), is_file_(other.is_file_) {}
+      : fd_(std::exchange(other.fd_, -1)),
+        is_file_(other.is_file_),
+        datagram_(other.datagram_) {}
   Socket& operator=(Socket&& other) noexcept;
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
@@ -131,6 +133,9 @@ class Socket {
   void setsockopt_int(int level, int option, int value) const;
   // SO_ERROR, read and cleared; 0 for files (Python's file_wrapper).
   int pending_error() const;
+  // SOCK_DGRAM (or SOCK_SEQPACKET): each send is one message. Asked of the
+  // kernel once, then remembered.
+  bool sends_messages() const;
   Address getsockname() const;
   Address getpeername() const;
 
@@ -139,6 +144,7 @@ class Socket {
 
   int fd_ = -1;
   bool is_file_ = false;
+  mutable int8_t datagram_ = -1;  // sends_messages(): -1 until asked
 };
 
 // Here, not in socket.cc: it is on every read event's path.
