@@ -463,13 +463,15 @@ void BM_Rereg(benchmark::State& state, const Implementation& impl) {
 // smoke: the smallest sizes; iterations > 0: that many rounds per run.
 void register_all(bool smoke, int iterations) {
   static const std::vector<Implementation> all = implementations();
-  // N up to what the fd limit allows with both ends in this process
-  // (20 000 open files here: 9 900 pairs); A = 100 and N / 10.
+  // N up to what the fd limit allows: 9 900 pairs with both ends in this
+  // process (20 000 open files here), 19 900 with the far ends in the
+  // reflector; A = 100 and N / 10.
   const std::vector<std::pair<int, int>> chain_args =
-      smoke ? std::vector<std::pair<int, int>>{{100, 10}}
+      smoke ? std::vector<std::pair<int, int>>{{40, 10}, {100, 10}}
             : std::vector<std::pair<int, int>>{
-                  {100, 10},   {100, 100},  {1000, 100}, {5000, 100},
-                  {5000, 500}, {9900, 100}, {9900, 990}};
+                  {100, 10},   {100, 100},   {1000, 100},
+                  {5000, 100}, {5000, 500},  {9900, 100},
+                  {9900, 990}, {19900, 100}, {19900, 1990}};
   const std::vector<int> rereg_args =
       smoke ? std::vector<int>{100} : std::vector<int>{100, 1000, 5000, 9900};
   for (const Implementation& impl : all) {
@@ -499,6 +501,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--smoke") == 0) {
       smoke = true;
       iterations = 20;
+      event_chain::g_largest_in_process = 50;  // N 100 goes through it
     } else if (std::strncmp(argv[i], "--iterations=", 13) == 0) {
       iterations = std::atoi(argv[i] + 13);
       if (iterations <= 0) {
