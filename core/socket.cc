@@ -206,8 +206,7 @@ bool Socket::sends_messages() const {
   if (datagram_ < 0) {
     int type = SOCK_STREAM;
     socklen_t len = sizeof type;
-    if (is_file_ ||
-        ::getsockopt(fd_, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
+    if (is_file_ || ::getsockopt(fd_, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
       type = SOCK_STREAM;  // a file, or not a socket: a byte stream
     }
     datagram_ = type == SOCK_DGRAM || type == SOCK_SEQPACKET;

@@ -2,7 +2,7 @@
 # Builds libkqueue (a userspace kqueue over epoll, for running the kqueue
 # backend's tests on Linux; never part of the library) from the tarball in
 # the shared third_party directory into third_party/libkqueue/install, where
-# WORKSPACE's @libkqueue repository finds it (--config=libkqueue).
+# //third_party/libkqueue:kqueue finds it (--config=libkqueue).
 #   scripts/build_libkqueue.sh        # once; about 20 s; does nothing if built
 # The tarball is looked for in $ASYNCOREPP_THIRD_PARTY, then ../shared/
 # third_party next to this repository (or next to the one a local clone
@@ -32,7 +32,7 @@ fi
 scripts/ensure_packages.sh kqueue
 log="${TMPDIR:-/tmp}/asyncorepp-libkqueue.log"
 echo "building libkqueue from $(basename "$tarball") (first run only; log: $log)" >&2
-rm -rf "$dest"
+rm -rf "$dest/src" "$dest/build" "$dest/install"  # not BUILD.bazel
 mkdir -p "$dest/src"
 tar xzf "$tarball" -C "$dest/src" --strip-components=1
 if ! { cmake -S "$dest/src" -B "$dest/build" -DCMAKE_INSTALL_PREFIX="$dest/install" \
