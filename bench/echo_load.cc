@@ -12,7 +12,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +22,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include "bench/fd_limit.h"
 
 namespace {
 
@@ -139,11 +140,7 @@ int connect_to(const Options& o) {
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0) {
-    lim.rlim_cur = lim.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &lim);
-  }
+  raise_fd_limit();
   const int ep = ::epoll_create1(EPOLL_CLOEXEC);
   std::vector<Connection> conns(static_cast<size_t>(o.connections));
   const std::string message(static_cast<size_t>(o.size), 'm');

@@ -16,7 +16,6 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -27,6 +26,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include "bench/fd_limit.h"
 
 namespace {
 
@@ -276,11 +277,7 @@ int main(int argc, char** argv) {
       usage(("unknown flag " + flag).c_str());
     }
   }
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0) {
-    lim.rlim_cur = lim.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &lim);
-  }
+  raise_fd_limit();
   if (impl == "raw") return raw_server(port);
   if (impl == "libevent") return libevent_server(port);
   if (impl == "libuv") return libuv_server(port);

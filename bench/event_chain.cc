@@ -35,7 +35,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -51,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/fd_limit.h"
 #include "core/asyncore.h"
 
 namespace {
@@ -331,14 +331,6 @@ std::vector<Implementation> implementations() {
   }
   all.push_back({"libuv", [](Chain& c) { return std::make_unique<Libuv>(c); }});
   return all;
-}
-
-void raise_fd_limit() {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
 }
 
 // The pairs and the implementation, or the benchmark skipped with the reason.

@@ -19,12 +19,12 @@
 //   bazel run -c opt //bench:loop_scaling
 //   bazel run -c opt //bench:loop_scaling -- --benchmark_filter=epoll
 #include <benchmark/benchmark.h>
-#include <sys/resource.h>
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "bench/fd_limit.h"
 #include "core/asyncore.h"
 
 namespace {
@@ -83,14 +83,6 @@ class EchoClient : public asyncore::DispatcherWithSend {
   void handle_read() override { received += recv(8192).size(); }
   size_t received = 0;
 };
-
-void raise_fd_limit() {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
-}
 
 // Idle channels of class C (their other ends kept in peers); false (and
 // the benchmark skipped) when the fd limit is reached first.

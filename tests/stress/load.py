@@ -126,8 +126,10 @@ def select_limit(bins, site, server_name):
             # Every held connection is still served.
             for s in held:
                 check(probe(s), "%s: a held connection failed after the refusal" % what)
-            time.sleep(0.2)
-            logged = [line for line in (server.out + server.err)[out_lines:] if line]
+            def refusal_log():
+                return [line for line in (server.out + server.err)[out_lines:] if line]
+            testlib.wait_until(lambda: refusal_log(), "%s: the refusal's log line" % what)
+            logged = refusal_log()
             check(len(logged) == 1, "%s: want one log line for the refusal, got %r"
                   % (what, logged[:5]))
             # A freed slot below FD_SETSIZE serves a newcomer.
