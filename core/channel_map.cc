@@ -279,7 +279,7 @@ void ChannelMap::refresh_interest(Dispatcher* ch, unsigned want) {
   }
 }
 
-std::array<uint8_t, 16> ChannelMap::asked_interest_table() {
+std::array<uint8_t, 16> ChannelMap::interest_table() {
   std::array<uint8_t, 16> table{};
   for (unsigned i = 0; i < table.size(); ++i) {
     const bool r = i & 1, w = i & 2, accepting = i & Dispatcher::kAcceptingBit,
@@ -290,9 +290,9 @@ std::array<uint8_t, 16> ChannelMap::asked_interest_table() {
   return table;
 }
 
-inline unsigned ChannelMap::asked_interest(const Dispatcher& ch, bool readable,
-                                           bool writable) const {
-  return asked_interest_[unsigned{readable} | unsigned{writable} << 1 |
+inline unsigned ChannelMap::interest_of(const Dispatcher& ch, bool readable,
+                                        bool writable) const {
+  return interest_table_[unsigned{readable} | unsigned{writable} << 1 |
                          ch.interest_state_];
 }
 
@@ -301,7 +301,7 @@ inline unsigned ChannelMap::asked_interest(const Dispatcher& ch, bool readable,
 void ChannelMap::apply_if_still_asked(Dispatcher* ch, bool readable,
                                       bool writable) {
   if (ch->registered_map() != this || ch->asked_index_ < 0) return;
-  const unsigned want = asked_interest(*ch, readable, writable);
+  const unsigned want = interest_of(*ch, readable, writable);
   if (want != ch->interest_) refresh_interest(ch, want);
 }
 
@@ -330,7 +330,7 @@ void ChannelMap::update_interest() {
     const bool r = ch->readable();
     const bool w = ch->writable();
     if (mods_ == mods) [[likely]] {
-      const unsigned want = asked_interest(*ch, r, w);
+      const unsigned want = interest_of(*ch, r, w);
       if (want == ch->interest_) [[likely]] {
         continue;
       }
@@ -377,8 +377,7 @@ void ChannelMap::update_interest() {
     ch->dirty_ = false;
     if (!ch->declared_interest()) continue;
     const unsigned want =
-        interest_for(ch->declared_readable() && !ch->reading_stopped(),
-                     ch->declared_writable(), ch->accepting());
+        interest_of(*ch, ch->declared_readable(), ch->declared_writable());
     if (want != ch->interest_) refresh_interest(ch, want);
   }
   dirty_.resize(kept);

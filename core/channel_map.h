@@ -213,11 +213,12 @@ class ChannelMap {
 
   // The phases of poll_once.
   void update_interest();
-  // The interest asked predicates' answers come to (interest_for), looked
-  // up: this runs once per asked channel and pass.
-  static std::array<uint8_t, 16> asked_interest_table();
-  unsigned asked_interest(const Dispatcher& ch, bool readable,
-                          bool writable) const;
+  // The interest a channel's readable/writable answers (asked or declared)
+  // come to with its accepting and reading-stopped state (interest_for),
+  // looked up: this runs once per asked channel and pass.
+  static std::array<uint8_t, 16> interest_table();
+  unsigned interest_of(const Dispatcher& ch, bool readable,
+                       bool writable) const;
   void apply_if_still_asked(Dispatcher* ch, bool readable, bool writable);
   void verify_automatic_interest();
   void refresh_interest(Dispatcher* ch, unsigned want);
@@ -240,7 +241,7 @@ class ChannelMap {
   uint64_t mods_ = 0;       // changes of the channels or how they are asked
   uint32_t pass_ = 0;       // interest phases so far
   // A member, so the walk indexes it from `this` (one instruction).
-  const std::array<uint8_t, 16> asked_interest_ = asked_interest_table();
+  const std::array<uint8_t, 16> interest_table_ = interest_table();
   std::vector<ReadyEvent> ready_;
   std::vector<std::shared_ptr<Dispatcher>> closed_;  // released after dispatch
   size_t size_ = 0;
