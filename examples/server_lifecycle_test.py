@@ -136,7 +136,9 @@ def test_drain_deadline(binaries, backend, root):
 
 def test_chat_drain(binaries, backend, root):
     """Lines queued for a member who was not reading arrive after SIGTERM."""
-    with start(binaries["chat_server"], backend) as server:
+    # A drain long enough for a sanitizer build on a busy machine (the
+    # default 2 s ran out there); the server still exits once drained.
+    with start(binaries["chat_server"], backend, "--drain-seconds", "30") as server:
         alice, bob, carol = (connect(server.port) for _ in range(3))
         for s, nick in ((alice, b"alice"), (bob, b"bob"), (carol, b"carol")):
             s.sendall(nick + b"\n")
